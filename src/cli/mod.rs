@@ -1,0 +1,1 @@
+//! Command-line client: args, kubeconfig, HTTP client, output formatting. (cli helper: stub.)

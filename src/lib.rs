@@ -1,0 +1,9 @@
+//! herd: a lightweight edge orchestrator. The binary (`main.rs`) only dispatches; everything
+//! lives in this library so tests and benches reach it.
+
+pub mod api;
+pub mod cli;
+pub mod master;
+pub mod proto;
+pub mod util;
+pub mod worker;

@@ -1,0 +1,3 @@
+//! The master: SQLite store (truth), HTTP API, scheduler, controllers, MQTT bus and broker.
+
+pub mod scheduler;

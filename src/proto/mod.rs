@@ -1,0 +1,174 @@
+//! MQTT topic names and message types shared by master and worker (protocol version 1).
+//!
+//! Payloads are JSON with a `v` field. Unknown fields are ignored so that a newer peer can add
+//! fields; a payload that does not decode is an error the caller logs and drops.
+
+pub mod topics;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Node, Pod, PodStatus};
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtoError {
+    #[error("topic {topic}: payload is not valid JSON for {what}: {source}")]
+    Decode {
+        topic: String,
+        what: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("topic {topic}: unsupported protocol version {v} (this build speaks {VERSION})")]
+    Version { topic: String, v: u32 },
+    #[error("topic {topic}: payload of {len} bytes exceeds the {max} byte limit")]
+    TooLarge { topic: String, len: usize, max: usize },
+}
+
+/// Largest payload either side accepts; a pod spec is a few KB.
+pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// One pod the master wants on a node: `nodes/{node}/desired/{ns}/{pod}`, retained.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DesiredPod {
+    pub v: u32,
+    pub pod: Pod,
+}
+
+/// The full set of pods the master wants on a node: `nodes/{node}/desired`, retained.
+///
+/// Retained per-pod messages alone cannot tell a worker that reconnects which pods were deleted
+/// meanwhile; this index can. A pod runs only when it is in the index *and* its spec arrived.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DesiredIndex {
+    pub v: u32,
+    /// `(namespace, name, uid)` of every pod assigned to the node.
+    pub pods: Vec<PodKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PodKey {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// What a worker saw of one pod: `nodes/{node}/observed/{ns}/{pod}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObservedPod {
+    pub v: u32,
+    pub uid: String,
+    /// The pod generation the report is about.
+    pub generation: i64,
+    /// True once the worker has stopped and removed every container of the pod after the
+    /// master withdrew it; the master then deletes the row.
+    #[serde(default)]
+    pub gone: bool,
+    #[serde(default)]
+    pub status: PodStatus,
+}
+
+/// Node registration: `nodes/{node}/info`, retained, sent on every connect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub v: u32,
+    pub node: Node,
+}
+
+/// `nodes/{node}/heartbeat`: kept in master memory only (SD-card wear).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub v: u32,
+    /// Worker's wall clock, RFC 3339.
+    pub time: String,
+    pub pods_running: u32,
+    pub memory_used_bytes: u64,
+    pub load1: f64,
+}
+
+/// A request relayed from the master API to a worker: `nodes/{node}/rpc/req`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcRequest {
+    pub v: u32,
+    /// Random id; the worker answers on `nodes/{node}/rpc/resp/{id}`.
+    pub id: String,
+    pub call: RpcCall,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum RpcCall {
+    /// Send container logs; with `follow`, keep sending until `Cancel` or the container is gone.
+    #[serde(rename_all = "camelCase")]
+    Logs {
+        namespace: String,
+        pod: String,
+        uid: String,
+        container: String,
+        tail_lines: Option<u64>,
+        follow: bool,
+        #[serde(default)]
+        previous: bool,
+    },
+    /// Stop a streaming call.
+    Cancel { target: String },
+    /// Re-publish `info` and every observed pod.
+    Resync,
+}
+
+/// One chunk of an RPC answer: `nodes/{node}/rpc/resp/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RpcResponse {
+    pub v: u32,
+    pub id: String,
+    /// Sequence number, so the master can detect loss on QoS 1 redelivery.
+    pub seq: u64,
+    #[serde(default)]
+    pub data: String,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Last chunk.
+    #[serde(default)]
+    pub eof: bool,
+}
+
+/// Decodes a JSON payload, bounding its size and checking the protocol version.
+pub fn decode<T: serde::de::DeserializeOwned + Versioned>(
+    topic: &str,
+    payload: &[u8],
+) -> Result<T, ProtoError> {
+    if payload.len() > MAX_PAYLOAD {
+        return Err(ProtoError::TooLarge {
+            topic: topic.to_string(),
+            len: payload.len(),
+            max: MAX_PAYLOAD,
+        });
+    }
+    let msg: T = serde_json::from_slice(payload).map_err(|source| ProtoError::Decode {
+        topic: topic.to_string(),
+        what: std::any::type_name::<T>().rsplit("::").next().unwrap_or("message"),
+        source,
+    })?;
+    if msg.version() != VERSION {
+        return Err(ProtoError::Version {
+            topic: topic.to_string(),
+            v: msg.version(),
+        });
+    }
+    Ok(msg)
+}
+
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // Serializing these plain structs cannot fail: no maps with non-string keys, no custom
+    // serializers that return errors.
+    serde_json::to_vec(msg).unwrap_or_default()
+}
+
+pub trait Versioned {
+    fn version(&self) -> u32;
+}
+
+macro_rules! versioned {
+    ($($t:ty),*) => {$(impl Versioned for $t { fn version(&self) -> u32 { self.v } })*};
+}
+versioned!(DesiredPod, DesiredIndex, ObservedPod, NodeInfo, Heartbeat, RpcRequest, RpcResponse);

@@ -1,0 +1,92 @@
+//! Container runtime: OCI bundle from a `ContainerConfig`, libcontainer create/start/kill/delete
+//! done by a per-container shim process (never forked from the tokio process), exits observed
+//! without blocking waits, logs captured size-capped in CRI format.
+//! (Owned by the runtime helper: interface fixed, implementation to come.)
+
+use std::path::PathBuf;
+
+/// Everything needed to run one container. Built by the pod sync from pod spec + image config.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ContainerConfig {
+    /// Unique libcontainer id (`[a-z0-9-]`, ≤ 64 chars), e.g. `<pod-uid-prefix>-<name>-<attempt>`.
+    pub id: String,
+    /// Directory the runtime owns for this container: bundle (`config.json`), shim files.
+    pub bundle_dir: PathBuf,
+    /// Root filesystem, already mounted (overlay) by the image store.
+    pub rootfs: PathBuf,
+    /// argv; `args[0]` resolved against `PATH` in `env` inside the rootfs if not absolute.
+    pub args: Vec<String>,
+    /// `KEY=value` entries.
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// Image `User` (`name`, `uid`, `uid:gid`, `name:group`), resolved against the rootfs'
+    /// /etc/passwd and /etc/group; empty = root.
+    pub user: String,
+    pub hostname: String,
+    pub resources: Resources,
+    /// Explicit cgroup path (e.g. `/herd/<pod-uid>/<id>`); never libcontainer's default.
+    pub cgroup_path: String,
+    /// CRI-format log file (`<RFC3339Nano> stdout|stderr F|P <line>`).
+    pub log_path: PathBuf,
+    /// Rotate to `<log_path>.1` beyond this size, keeping one old file.
+    pub log_max_bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Resources {
+    pub memory_limit_bytes: Option<i64>,
+    /// CFS quota in microseconds per `cpu_period_us`.
+    pub cpu_quota_us: Option<i64>,
+    pub cpu_period_us: Option<u64>,
+    /// cgroup v1 cpu.shares (v2 weight derived from it), from the cpu request.
+    pub cpu_shares: Option<u64>,
+    pub pids_limit: Option<i64>,
+}
+
+/// A container that was started.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Started {
+    pub pid: i32,
+    /// RFC 3339.
+    pub started_at: String,
+}
+
+/// How a container ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Exit {
+    pub exit_code: i32,
+    pub signal: Option<i32>,
+    pub oom_killed: bool,
+    /// RFC 3339.
+    pub finished_at: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("container {id}: {message}")]
+    Failed { id: String, message: String },
+    #[error("container {id}: not found")]
+    NotFound { id: String },
+    #[error("container {id}: {op}: {source}")]
+    Io {
+        id: String,
+        op: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// The worker's seam to containers; the pod sync is generic over it so its logic is tested with
+/// a recording fake.
+pub trait Runtime: Send + Sync + 'static {
+    /// Creates and starts the container; returns once its process runs.
+    fn start(
+        &self,
+        cfg: &ContainerConfig,
+    ) -> impl std::future::Future<Output = Result<Started, RuntimeError>> + Send;
+    /// Resolves when the container has exited (cleaned up: cgroup and libcontainer state gone).
+    fn wait(&self, id: &str) -> impl std::future::Future<Output = Result<Exit, RuntimeError>> + Send;
+    /// Sends a signal to the container's init process.
+    fn kill(&self, id: &str, signal: i32) -> Result<(), RuntimeError>;
+    /// Removes everything left of the container (bundle dir, state, cgroup); idempotent.
+    fn remove(&self, id: &str) -> impl std::future::Future<Output = Result<(), RuntimeError>> + Send;
+}
