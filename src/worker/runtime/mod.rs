@@ -3,6 +3,8 @@
 //! without blocking waits, logs captured size-capped in CRI format.
 //! (Owned by the runtime helper: interface fixed, implementation to come.)
 
+pub mod shim;
+
 use std::path::PathBuf;
 
 /// Everything needed to run one container. Built by the pod sync from pod spec + image config.
