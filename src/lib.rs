@@ -3,7 +3,9 @@
 
 pub mod api;
 pub mod cli;
+pub mod logging;
 pub mod master;
 pub mod proto;
+pub mod up;
 pub mod util;
 pub mod worker;

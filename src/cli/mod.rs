@@ -1,1 +1,85 @@
-//! Command-line client: args, kubeconfig, HTTP client, output formatting. (cli helper: stub.)
+//! Command line: argument tree, kubeconfig-format client config, HTTP client, and the client
+//! verbs with their kubectl-style output.
+//!
+//! `main.rs` parses [`Cli`], runs `up`/`master`/`worker` itself and hands every other command
+//! to [`run`]; errors from `run` are printed with [`print_error`].
+
+pub mod args;
+pub mod client;
+pub mod commands;
+pub mod kind;
+pub mod kubeconfig;
+pub mod table;
+
+pub use args::{
+    ApplyArgs, Cli, Command, DeleteArgs, DescribeArgs, GetArgs, GlobalArgs, ImageCommand,
+    ImageImportArgs, ImageLsArgs, LogsArgs, MasterArgs, OutputFormat, TokenCommand,
+    TokenCreateArgs, UpArgs, VersionArgs, WorkerArgs,
+};
+pub use kubeconfig::{write_admin_config, ConfigError};
+
+/// Runs a client verb. `up`, `master` and `worker` are servers that `main` runs itself.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let g = &cli.global;
+    match &cli.command {
+        Command::Up(_) | Command::Master(_) | Command::Worker(_) => {
+            anyhow::bail!("up, master and worker are run by main, not by cli::run")
+        }
+        Command::Apply(a) => commands::apply::run(a, g).await,
+        Command::Get(a) => commands::get::run(a, g).await,
+        Command::Describe(a) => commands::describe::run(a, g).await,
+        Command::Delete(a) => commands::delete::run(a, g).await,
+        Command::Logs(a) => commands::logs::run(a, g).await,
+        Command::Image(ImageCommand::Import(a)) => commands::image::import(a).await,
+        Command::Image(ImageCommand::Ls(a)) => commands::image::ls(a).await,
+        Command::Token(TokenCommand::Create(a)) => commands::token::run(a, g).await,
+        Command::Version(a) => commands::version::run(a, g).await,
+    }
+}
+
+/// The text to show for an error from [`run`], or `None` when the details were already printed
+/// (the exit status is all that is left to report). Server errors print bare, as kubectl's
+/// `Error from server (NotFound): ...`; everything else as `error: ...`.
+pub fn error_message(err: &anyhow::Error) -> Option<String> {
+    if err.is::<commands::delete::Silent>() {
+        return None;
+    }
+    if let Some(client::ApiError::Status(s)) = err.downcast_ref::<client::ApiError>() {
+        return Some(client::render_status(s));
+    }
+    Some(format!("error: {err:#}"))
+}
+
+/// Prints [`error_message`] to stderr; `main` then exits with status 1.
+pub fn print_error(err: &anyhow::Error) {
+    if let Some(msg) = error_message(err) {
+        eprintln!("{msg}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Status;
+
+    #[test]
+    fn server_errors_print_bare_and_others_with_an_error_prefix() {
+        let e: anyhow::Error = client::ApiError::Status(Box::new(Status::failure(
+            404,
+            "NotFound",
+            "pods \"x\" not found",
+        )))
+        .into();
+        assert_eq!(
+            error_message(&e).as_deref(),
+            Some("Error from server (NotFound): pods \"x\" not found")
+        );
+        let e: anyhow::Error = ConfigError::NoConfig.into();
+        assert_eq!(
+            error_message(&e).as_deref(),
+            Some("error: no config: pass --config or set HERD_CONFIG or run herd up")
+        );
+        let e: anyhow::Error = commands::delete::Silent.into();
+        assert_eq!(error_message(&e), None);
+    }
+}

@@ -1,3 +1,246 @@
 //! The master: SQLite store (truth), HTTP API, scheduler, controllers, MQTT bus and broker.
 
+pub mod broker;
+pub mod bus;
+pub mod controllers;
+pub mod ingest;
 pub mod scheduler;
+pub mod server;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::util::fsutil::{random_hex, write_atomic};
+use crate::util::time::now_rfc3339;
+use store::{Role, Store, TokenCheck};
+
+#[derive(Debug, Clone)]
+pub struct MasterConfig {
+    pub data_dir: PathBuf,
+    pub api_addr: String,
+    pub mqtt_addr: String,
+    /// External broker URL; `None` runs the embedded broker on `mqtt_addr`.
+    pub broker: Option<String>,
+    /// Host or IP workers and the CLI should use to reach this master.
+    pub advertise_address: Option<String>,
+    /// Where to write the kubeconfig-format admin file.
+    pub admin_conf: PathBuf,
+    /// A node without heartbeats for this long is marked NotReady.
+    pub heartbeat_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{what} address {addr:?}: {problem}")]
+    Addr {
+        what: &'static str,
+        addr: String,
+        problem: String,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Broker(#[from] broker::BrokerError),
+    #[error(transparent)]
+    Bus(#[from] bus::BusError),
+    #[error("admin config {path}: {message}")]
+    AdminConf { path: PathBuf, message: String },
+}
+
+/// A started master; dropping it does not stop it, `shutdown` does.
+pub struct RunningMaster {
+    /// URL the CLI and workers use (advertised host, or 127.0.0.1 for an unspecified bind).
+    pub api_url: String,
+    pub api_addr: SocketAddr,
+    pub mqtt_url: String,
+    pub join_token: String,
+    pub admin_conf: PathBuf,
+    pub store: Arc<Store>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningMaster {
+    /// The line printed at start that joins a board.
+    pub fn join_line(&self) -> String {
+        format!(
+            "herd worker --join {} --token {}",
+            self.api_url, self.join_token
+        )
+    }
+
+    /// Stops serving and waits for in-flight requests.
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn parse_addr(what: &'static str, addr: &str) -> Result<SocketAddr, MasterError> {
+    addr.parse().map_err(|e: std::net::AddrParseError| MasterError::Addr {
+        what,
+        addr: addr.to_string(),
+        problem: format!("{e} (expected HOST:PORT with an IP, e.g. 0.0.0.0:6443)"),
+    })
+}
+
+/// The host to put into URLs for a bound address.
+fn url_host(bound: &SocketAddr, advertise: Option<&str>) -> String {
+    if let Some(a) = advertise {
+        return a.to_string();
+    }
+    let ip = bound.ip();
+    let ip = if ip.is_unspecified() {
+        if ip.is_ipv4() {
+            "127.0.0.1".parse().unwrap_or(ip)
+        } else {
+            "::1".parse().unwrap_or(ip)
+        }
+    } else {
+        ip
+    };
+    match ip {
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+    }
+}
+
+/// Reads a secret file, or creates it with `make` (mode 0600) if missing or rejected by `ok`.
+fn secret_file(
+    path: &Path,
+    ok: impl Fn(&str) -> bool,
+    make: impl FnOnce() -> Result<String, MasterError>,
+) -> Result<String, MasterError> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        let s = s.trim().to_string();
+        if ok(&s) {
+            return Ok(s);
+        }
+    }
+    let s = make()?;
+    write_atomic(path, format!("{s}\n").as_bytes(), 0o600).map_err(|source| MasterError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(s)
+}
+
+pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
+    let dir = &cfg.data_dir;
+    std::fs::create_dir_all(dir).map_err(|source| MasterError::DataDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let store = Arc::new(Store::open(&dir.join("state.db"))?);
+
+    let mqtt_password = secret_file(&dir.join("mqtt-master.secret"), |s| s.len() >= 32, || Ok(random_hex(24)))?;
+    let valid = |role: Role| {
+        let store = store.clone();
+        move |t: &str| matches!(store.check_token(t), Ok(TokenCheck::Valid(r)) if r == role)
+    };
+    let admin_token = secret_file(&dir.join("admin.token"), valid(Role::Admin), || {
+        Ok(store.create_token(Role::Admin, None, &now_rfc3339())?)
+    })?;
+    let join_token = secret_file(&dir.join("join.token"), valid(Role::Join), || {
+        Ok(store.create_token(
+            Role::Join,
+            Some(server::join_ttl()),
+            &now_rfc3339(),
+        )?)
+    })?;
+
+    let api_addr = parse_addr("api", &cfg.api_addr)?;
+    let (broker_url, endpoint) = match &cfg.broker {
+        Some(url) => {
+            crate::util::mqtt_url::parse(url).map_err(|e| MasterError::Addr {
+                what: "broker",
+                addr: url.clone(),
+                problem: e.problem.to_string(),
+            })?;
+            (url.clone(), server::BrokerEndpoint::External { url: url.clone() })
+        }
+        None => {
+            let mqtt_addr = broker::resolve_port(parse_addr("mqtt", &cfg.mqtt_addr)?)?;
+            broker::start(mqtt_addr, store.clone(), mqtt_password.clone())?;
+            let local = format!("mqtt://{}:{}", url_host(&mqtt_addr, None), mqtt_addr.port());
+            (
+                local,
+                server::BrokerEndpoint::Embedded {
+                    port: mqtt_addr.port(),
+                    advertise: cfg.advertise_address.clone(),
+                },
+            )
+        }
+    };
+
+    let (bus, eventloop) = bus::Bus::new(&broker_url, &mqtt_password)?;
+    let liveness = Arc::new(ingest::Liveness::default());
+    let (inbox_tx, inbox_rx) = mpsc::channel(1024);
+    let tasks = vec![
+        tokio::spawn(bus.clone().run(eventloop, inbox_tx)),
+        tokio::spawn(ingest::run(store.clone(), liveness.clone(), inbox_rx)),
+        tokio::spawn(controllers::scheduling::run(store.clone())),
+        tokio::spawn(controllers::desired::run(store.clone(), bus.clone())),
+        tokio::spawn(controllers::nodes::run(
+            store.clone(),
+            liveness,
+            cfg.heartbeat_timeout,
+        )),
+    ];
+
+    let listener = tokio::net::TcpListener::bind(api_addr)
+        .await
+        .map_err(|e| MasterError::Addr {
+            what: "api",
+            addr: cfg.api_addr.clone(),
+            problem: e.to_string(),
+        })?;
+    let bound = listener.local_addr().map_err(|e| MasterError::Addr {
+        what: "api",
+        addr: cfg.api_addr.clone(),
+        problem: e.to_string(),
+    })?;
+    let api_url = format!("http://{}:{}", url_host(&bound, cfg.advertise_address.as_deref()), bound.port());
+    let (stop, mut stop_rx) = watch::channel(false);
+    let state = server::AppState {
+        store: store.clone(),
+        bus,
+        broker: endpoint,
+    };
+    let server = tokio::spawn(server::serve(listener, state, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+
+    crate::cli::kubeconfig::write_admin_config(&cfg.admin_conf, "herd", &api_url, &admin_token, None)
+        .map_err(|e| MasterError::AdminConf {
+            path: cfg.admin_conf.clone(),
+            message: e.to_string(),
+        })?;
+    tracing::info!(api = %api_url, mqtt = %broker_url, "master started");
+    Ok(RunningMaster {
+        api_url,
+        api_addr: bound,
+        mqtt_url: broker_url,
+        join_token,
+        admin_conf: cfg.admin_conf.clone(),
+        store,
+        stop,
+        server,
+        tasks,
+    })
+}

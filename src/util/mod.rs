@@ -1,4 +1,5 @@
 //! Small helpers shared across modules, each too small for a crate.
 
 pub mod fsutil;
+pub mod mqtt_url;
 pub mod time;

@@ -1,9 +1,20 @@
 //! Container runtime: OCI bundle from a `ContainerConfig`, libcontainer create/start/kill/delete
 //! done by a per-container shim process (never forked from the tokio process), exits observed
 //! without blocking waits, logs captured size-capped in CRI format.
-//! (Owned by the runtime helper: interface fixed, implementation to come.)
+//!
+//! Layout: [`bundle`] (pure OCI spec generation), [`shim`] (the per-container process that
+//! calls libcontainer), [`linux`] ([`LinuxRuntime`], the agent side), [`logs`] (CRI log
+//! writing and reading), [`cgroups`] (finding/removing cgroup dirs on v1 and v2), [`sys`]
+//! (pidfd and sealed-memfd syscalls).
 
+pub mod bundle;
+pub mod cgroups;
+pub mod linux;
+pub mod logs;
 pub mod shim;
+pub mod sys;
+
+pub use linux::LinuxRuntime;
 
 use std::path::PathBuf;
 

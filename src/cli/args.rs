@@ -1,0 +1,577 @@
+//! The whole command-line tree, as clap derive types. `main.rs` matches on [`Command`] and runs
+//! `up`/`master`/`worker` itself; every client verb goes through [`crate::cli::run`].
+//!
+//! One args struct per subcommand so each verb's module takes exactly what it needs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// herd: the Kubernetes model for Raspberry-Pi fleets.
+#[derive(Debug, Parser)]
+#[command(name = "herd", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every subcommand accepts (before or after the verb, like kubectl's).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// Client config (kubeconfig format) [default: ~/.config/herd/config]
+    #[arg(long, global = true, value_name = "FILE", env = "HERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Context of the config to use instead of its current-context
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// More log output (-v info, -vv debug, -vvv trace)
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run master and worker in one process (single-board cluster)
+    Up(UpArgs),
+    /// Run the master: API server, store, controllers, scheduler, MQTT broker
+    Master(MasterArgs),
+    /// Run a worker that joins a master and runs the pods assigned to it
+    Worker(WorkerArgs),
+    /// Create or update resources from manifest files
+    Apply(ApplyArgs),
+    /// List resources, or show one
+    Get(GetArgs),
+    /// Show details of a resource
+    Describe(DescribeArgs),
+    /// Delete resources by kind and name, or those in a file
+    Delete(DeleteArgs),
+    /// Print the logs of a container in a pod
+    Logs(LogsArgs),
+    /// Manage the images of this machine's worker (local, no server needed)
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage join tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Print client and server versions
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpArgs {
+    /// Root of the master's and the worker's state
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/herd")]
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:6443")]
+    pub api_addr: String,
+    /// Address the embedded MQTT broker listens on
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:1883")]
+    pub mqtt_addr: String,
+    /// Use an external MQTT broker instead of the embedded one
+    #[arg(long, value_name = "mqtt://HOST:PORT")]
+    pub broker: Option<String>,
+    /// Name of the local node [default: hostname]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Address other machines reach this one at [default: first non-loopback address]
+    #[arg(long, value_name = "IP")]
+    pub advertise_address: Option<String>,
+    /// On stop, leave containers running (by default `up` stops them)
+    #[arg(long)]
+    pub leave_running: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MasterArgs {
+    /// Master state directory (state.db, pki/)
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/master")]
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:6443")]
+    pub api_addr: String,
+    /// Address the embedded MQTT broker listens on
+    #[arg(long, value_name = "HOST:PORT", default_value = "0.0.0.0:1883")]
+    pub mqtt_addr: String,
+    /// Use an external MQTT broker instead of the embedded one
+    #[arg(long, value_name = "mqtt://HOST:PORT")]
+    pub broker: Option<String>,
+    /// Address workers reach this master at [default: first non-loopback address]
+    #[arg(long, value_name = "IP")]
+    pub advertise_address: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// URL of the master's API, as printed by `herd master`
+    #[arg(long, value_name = "URL", env = "HERD_JOIN")]
+    pub join: String,
+    /// Join token, as printed by `herd master` or `herd token create`
+    #[arg(long, value_name = "TOKEN", env = "HERD_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Worker state directory (images/, containers/, volumes/, state)
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/worker")]
+    pub data_dir: PathBuf,
+    /// Name of this node [default: hostname]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Extra label for this node, KEY=VALUE (repeatable)
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub node_labels: Vec<String>,
+    /// Seconds between heartbeats to the master
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub heartbeat_seconds: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// Manifest file (YAML or JSON, multi-document); `-` reads stdin (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "FILE", required = true)]
+    pub filenames: Vec<PathBuf>,
+    /// Namespace for objects that name none [default: the context's, else "default"]
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+/// kubectl's `-o` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Yaml,
+    Wide,
+    Name,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GetArgs {
+    /// pods|pod|po, nodes|node|no, or KIND/NAME
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    /// Show only this object
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Output format
+    #[arg(short, long, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// Namespace [default: the context's, else "default"]
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// List across all namespaces
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Label selector, e.g. app=web,tier!=db
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DescribeArgs {
+    /// pods|pod|po, nodes|node|no, or KIND/NAME
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Namespace [default: the context's, else "default"]
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteArgs {
+    /// pods|pod|po, nodes|node|no, or KIND/NAME
+    #[arg(value_name = "KIND", required_unless_present = "filenames")]
+    pub kind: Option<String>,
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Delete every object in this manifest file; `-` reads stdin (repeatable)
+    #[arg(short = 'f', long = "filename", value_name = "FILE", conflicts_with_all = ["kind", "name"])]
+    pub filenames: Vec<PathBuf>,
+    /// Namespace [default: the context's, else "default"]
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Seconds the containers get to stop; -1 uses the pod's own setting
+    #[arg(long, value_name = "SECONDS", allow_negative_numbers = true)]
+    pub grace_period: Option<i64>,
+    /// Wait until the object is gone before returning
+    #[arg(long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    /// Pod name (or pod/NAME)
+    #[arg(value_name = "POD")]
+    pub pod: String,
+    /// Container [default: the pod's only container]
+    #[arg(short, long, value_name = "NAME")]
+    pub container: Option<String>,
+    /// Lines from the end to show; -1 shows all
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub tail: Option<i64>,
+    /// Keep streaming new output
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Logs of the previous (restarted) instance of the container
+    #[arg(short, long)]
+    pub previous: bool,
+    /// Namespace [default: the context's, else "default"]
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import a `docker save` or OCI layout archive into the local image store
+    Import(ImageImportArgs),
+    /// List the images in the local image store
+    Ls(ImageLsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImageImportArgs {
+    /// Archive file (.tar, .tar.gz)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Reference to tag the image with, when the archive names none
+    #[arg(long, value_name = "REF")]
+    pub tag: Option<String>,
+    /// Worker data dir [default: /var/lib/herd/worker if it exists, else /var/lib/herd]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImageLsArgs {
+    /// Worker data dir [default: /var/lib/herd/worker if it exists, else /var/lib/herd]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token a worker can join with
+    Create(TokenCreateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TokenCreateArgs {
+    /// Lifetime, e.g. 30m, 24h, 1h30m, 7d [default: the server's]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VersionArgs {
+    /// Print the client version only, without asking the server
+    #[arg(long)]
+    pub client: bool,
+}
+
+/// Accepts `KEY=VALUE` with a non-empty key, so a typo fails at parse time, not at join.
+fn parse_label(s: &str) -> Result<String, String> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() => Ok(s.to_string()),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+/// Go-style durations (`90s`, `30m`, `1h30m`, plus `d` for days); a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration like 30m, 24h or 1h30m");
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+        digits.clear();
+    }
+    if !digits.is_empty() || s.is_empty() {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let mut argv = vec!["herd"];
+        argv.extend_from_slice(args);
+        match Cli::try_parse_from(argv) {
+            Ok(cli) => cli,
+            Err(e) => panic!("{args:?} did not parse: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_clap_tree_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn up_has_the_documented_defaults() {
+        let Command::Up(a) = parse(&["up"]).command else {
+            panic!("not up")
+        };
+        assert_eq!(a.data_dir, PathBuf::from("/var/lib/herd"));
+        assert_eq!(a.api_addr, "0.0.0.0:6443");
+        assert_eq!(a.mqtt_addr, "0.0.0.0:1883");
+        assert_eq!(a.broker, None);
+        assert!(!a.leave_running);
+        let Command::Up(a) = parse(&[
+            "up",
+            "--leave-running",
+            "--node-name",
+            "pi1",
+            "--broker",
+            "mqtt://10.0.0.1:1883",
+            "--advertise-address",
+            "10.0.0.2",
+        ])
+        .command
+        else {
+            panic!("not up")
+        };
+        assert!(a.leave_running);
+        assert_eq!(a.node_name.as_deref(), Some("pi1"));
+        assert_eq!(a.broker.as_deref(), Some("mqtt://10.0.0.1:1883"));
+        assert_eq!(a.advertise_address.as_deref(), Some("10.0.0.2"));
+    }
+
+    #[test]
+    fn master_defaults_to_its_own_data_dir() {
+        let Command::Master(a) = parse(&["master", "--api-addr", "127.0.0.1:0"]).command else {
+            panic!("not master")
+        };
+        assert_eq!(a.data_dir, PathBuf::from("/var/lib/herd/master"));
+        assert_eq!(a.api_addr, "127.0.0.1:0");
+        assert_eq!(a.mqtt_addr, "0.0.0.0:1883");
+    }
+
+    #[test]
+    fn worker_takes_join_token_and_repeated_labels() {
+        let Command::Worker(a) = parse(&[
+            "worker",
+            "--join",
+            "http://10.0.0.1:6443",
+            "--token",
+            "abc",
+            "--node-label",
+            "zone=attic",
+            "--node-label",
+            "disk=ssd",
+            "--heartbeat-seconds",
+            "2",
+        ])
+        .command
+        else {
+            panic!("not worker")
+        };
+        assert_eq!(a.join, "http://10.0.0.1:6443");
+        assert_eq!(a.token, "abc");
+        assert_eq!(a.node_labels, ["zone=attic", "disk=ssd"]);
+        assert_eq!(a.heartbeat_seconds, 2);
+        assert_eq!(a.data_dir, PathBuf::from("/var/lib/herd/worker"));
+    }
+
+    #[test]
+    fn worker_rejects_a_label_without_equals() {
+        let r = Cli::try_parse_from([
+            "herd",
+            "worker",
+            "--join",
+            "http://x",
+            "--token",
+            "t",
+            "--node-label",
+            "zone",
+        ]);
+        assert!(r.is_err());
+    }
+
+    #[test]
+    fn global_flags_go_before_or_after_the_verb() {
+        let cli = parse(&["--context", "lab", "get", "po", "-vv", "--config", "/tmp/c"]);
+        assert_eq!(cli.global.context.as_deref(), Some("lab"));
+        assert_eq!(cli.global.verbose, 2);
+        assert_eq!(cli.global.config, Some(PathBuf::from("/tmp/c")));
+    }
+
+    #[test]
+    fn apply_takes_several_files_and_stdin() {
+        let Command::Apply(a) = parse(&["apply", "-f", "a.yaml", "-f", "-"]).command else {
+            panic!("not apply")
+        };
+        assert_eq!(a.filenames, [PathBuf::from("a.yaml"), PathBuf::from("-")]);
+        assert!(Cli::try_parse_from(["herd", "apply"]).is_err());
+    }
+
+    #[test]
+    fn get_takes_kind_name_and_kubectl_flags() {
+        let Command::Get(a) = parse(&["get", "pods", "web", "-o", "wide", "-n", "prod"]).command
+        else {
+            panic!("not get")
+        };
+        assert_eq!((a.kind.as_str(), a.name.as_deref()), ("pods", Some("web")));
+        assert_eq!(a.output, Some(OutputFormat::Wide));
+        assert_eq!(a.namespace.as_deref(), Some("prod"));
+        let Command::Get(a) = parse(&["get", "po", "-A", "-l", "app=web", "-o", "json"]).command
+        else {
+            panic!("not get")
+        };
+        assert!(a.all_namespaces);
+        assert_eq!(a.selector.as_deref(), Some("app=web"));
+        assert_eq!(a.output, Some(OutputFormat::Json));
+        assert!(Cli::try_parse_from(["herd", "get", "po", "-o", "xml"]).is_err());
+    }
+
+    #[test]
+    fn describe_takes_kind_and_name() {
+        let Command::Describe(a) = parse(&["describe", "node", "pi1"]).command else {
+            panic!("not describe")
+        };
+        assert_eq!((a.kind.as_str(), a.name.as_deref()), ("node", Some("pi1")));
+    }
+
+    #[test]
+    fn delete_waits_by_default_and_takes_wait_false() {
+        let Command::Delete(a) = parse(&["delete", "pod", "web"]).command else {
+            panic!("not delete")
+        };
+        assert!(a.wait);
+        assert_eq!(a.grace_period, None);
+        let Command::Delete(a) = parse(&[
+            "delete",
+            "pod",
+            "web",
+            "--wait=false",
+            "--grace-period",
+            "0",
+        ])
+        .command
+        else {
+            panic!("not delete")
+        };
+        assert!(!a.wait);
+        assert_eq!(a.grace_period, Some(0));
+        let Command::Delete(a) = parse(&["delete", "--wait", "po/web"]).command else {
+            panic!("not delete")
+        };
+        assert!(a.wait);
+        assert_eq!(a.kind.as_deref(), Some("po/web"));
+    }
+
+    #[test]
+    fn delete_takes_a_file_instead_of_a_kind() {
+        let Command::Delete(a) = parse(&["delete", "-f", "web.yaml"]).command else {
+            panic!("not delete")
+        };
+        assert_eq!(a.filenames, [PathBuf::from("web.yaml")]);
+        assert!(Cli::try_parse_from(["herd", "delete"]).is_err());
+        assert!(Cli::try_parse_from(["herd", "delete", "pod", "x", "-f", "a.yaml"]).is_err());
+    }
+
+    #[test]
+    fn logs_takes_container_tail_follow_and_previous() {
+        let Command::Logs(a) = parse(&[
+            "logs",
+            "web",
+            "-c",
+            "app",
+            "--tail",
+            "20",
+            "-f",
+            "--previous",
+            "-n",
+            "x",
+        ])
+        .command
+        else {
+            panic!("not logs")
+        };
+        assert_eq!(a.pod, "web");
+        assert_eq!(a.container.as_deref(), Some("app"));
+        assert_eq!(a.tail, Some(20));
+        assert!(a.follow && a.previous);
+        assert_eq!(a.namespace.as_deref(), Some("x"));
+        let Command::Logs(a) = parse(&["logs", "web", "-p", "--tail=-1"]).command else {
+            panic!("not logs")
+        };
+        assert!(a.previous);
+        assert_eq!(a.tail, Some(-1));
+    }
+
+    #[test]
+    fn image_import_and_ls_take_a_data_dir() {
+        let Command::Image(ImageCommand::Import(a)) = parse(&[
+            "image",
+            "import",
+            "busybox.tar",
+            "--tag",
+            "busybox:1",
+            "--data-dir",
+            "/tmp/d",
+        ])
+        .command
+        else {
+            panic!("not image import")
+        };
+        assert_eq!(a.file, PathBuf::from("busybox.tar"));
+        assert_eq!(a.tag.as_deref(), Some("busybox:1"));
+        assert_eq!(a.data_dir, Some(PathBuf::from("/tmp/d")));
+        let Command::Image(ImageCommand::Ls(a)) = parse(&["image", "ls"]).command else {
+            panic!("not image ls")
+        };
+        assert_eq!(a.data_dir, None);
+    }
+
+    #[test]
+    fn token_create_parses_go_style_durations() {
+        let Command::Token(TokenCommand::Create(a)) =
+            parse(&["token", "create", "--ttl", "1h30m"]).command
+        else {
+            panic!("not token create")
+        };
+        assert_eq!(a.ttl, Some(Duration::from_secs(5400)));
+        assert!(Cli::try_parse_from(["herd", "token", "create", "--ttl", "soon"]).is_err());
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert!(parse_duration("5").is_ok() && parse_duration("1h5").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn version_parses_with_and_without_client_flag() {
+        assert!(matches!(
+            parse(&["version"]).command,
+            Command::Version(VersionArgs { client: false })
+        ));
+        assert!(matches!(
+            parse(&["version", "--client"]).command,
+            Command::Version(VersionArgs { client: true })
+        ));
+    }
+}

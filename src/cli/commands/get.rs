@@ -1,0 +1,455 @@
+//! `herd get`: list or show pods and nodes as a table, JSON, YAML or names.
+
+use serde::Serialize;
+
+use super::{age, or_none, Out, Session};
+use crate::api::node::Node;
+use crate::api::{List, Pod, PodPhase};
+use crate::cli::args::{GetArgs, GlobalArgs, OutputFormat};
+use crate::cli::kind::Kind;
+use crate::cli::table;
+
+pub async fn run(args: &GetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let session = Session::open(global)?;
+    get(&session, args, &mut std::io::stdout()).await
+}
+
+/// Fetches and prints; "no resources" goes to stderr so pipelines see empty output.
+pub async fn get(s: &Session, args: &GetArgs, out: Out<'_>) -> anyhow::Result<()> {
+    let (kind, name) = Kind::with_name(&args.kind, args.name.as_deref())?;
+    let ns = s.ns(args.namespace.as_deref());
+    let all = args.all_namespaces && kind.namespaced();
+    if all && name.is_some() {
+        anyhow::bail!("a resource cannot be retrieved by name across all namespaces");
+    }
+    let query: Vec<(&str, String)> = args
+        .selector
+        .iter()
+        .map(|l| ("labelSelector", l.clone()))
+        .collect();
+    let coll = kind.collection_path((!all).then_some(ns.as_str()));
+    let fmt = args.output;
+    let empty = match (kind, all) {
+        (Kind::Pod, false) => format!("No resources found in {ns} namespace."),
+        _ => "No resources found".to_string(),
+    };
+    let text = match (kind, &name) {
+        (Kind::Pod, Some(n)) => {
+            let pod: Pod = s.client.get(&kind.object_path(&ns, n)).await?;
+            render(&[pod], true, fmt, kind, |p| pods_table(p, fmt, all))?
+        }
+        (Kind::Pod, None) => {
+            let list: List<Pod> = s.client.get_query(&coll, &query).await?;
+            if list.items.is_empty() && !structured(fmt) {
+                eprintln!("{empty}");
+                return Ok(());
+            }
+            render(&list.items, false, fmt, kind, |p| pods_table(p, fmt, all))?
+        }
+        (Kind::Node, Some(n)) => {
+            let node: Node = s.client.get(&kind.object_path(&ns, n)).await?;
+            render(&[node], true, fmt, kind, |n| nodes_table(n, fmt))?
+        }
+        (Kind::Node, None) => {
+            let list: List<Node> = s.client.get_query(&coll, &query).await?;
+            if list.items.is_empty() && !structured(fmt) {
+                eprintln!("{empty}");
+                return Ok(());
+            }
+            render(&list.items, false, fmt, kind, |n| nodes_table(n, fmt))?
+        }
+    };
+    out.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn structured(fmt: Option<OutputFormat>) -> bool {
+    matches!(fmt, Some(OutputFormat::Json | OutputFormat::Yaml))
+}
+
+/// Something with a name, so `-o name` works for every kind.
+pub trait Named {
+    fn name(&self) -> &str;
+}
+impl Named for Pod {
+    fn name(&self) -> &str {
+        &self.metadata.name
+    }
+}
+impl Named for Node {
+    fn name(&self) -> &str {
+        &self.metadata.name
+    }
+}
+
+/// One object prints as itself, several as a `List`, like kubectl.
+pub fn render<T: Serialize + Clone + Named>(
+    items: &[T],
+    single: bool,
+    fmt: Option<OutputFormat>,
+    kind: Kind,
+    table: impl Fn(&[T]) -> String,
+) -> anyhow::Result<String> {
+    let value = |items: &[T]| -> anyhow::Result<serde_json::Value> {
+        Ok(match (single, items) {
+            (true, [one]) => serde_json::to_value(one)?,
+            _ => serde_json::to_value(List::new(items.to_vec()))?,
+        })
+    };
+    Ok(match fmt {
+        Some(OutputFormat::Json) => serde_json::to_string_pretty(&value(items)?)? + "\n",
+        Some(OutputFormat::Yaml) => yaml_serde::to_string(&value(items)?)?,
+        Some(OutputFormat::Name) => items
+            .iter()
+            .map(|i| format!("{}/{}\n", kind.singular(), i.name()))
+            .collect(),
+        Some(OutputFormat::Wide) | None => table(items),
+    })
+}
+
+pub fn pods_table(pods: &[Pod], fmt: Option<OutputFormat>, with_ns: bool) -> String {
+    let wide = fmt == Some(OutputFormat::Wide);
+    let mut header = vec!["NAME", "READY", "STATUS", "RESTARTS", "AGE"];
+    if wide {
+        header.extend(["IP", "NODE"]);
+    }
+    if with_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = pods
+        .iter()
+        .map(|p| {
+            let mut row = vec![
+                p.metadata.name.clone(),
+                pod_ready(p),
+                pod_status(p),
+                pod_restarts(p).to_string(),
+                age(p.metadata.creation_timestamp.as_deref()),
+            ];
+            if wide {
+                row.push(or_none(p.status.pod_ip.as_deref()));
+                row.push(or_none(p.spec.node_name.as_deref()));
+            }
+            if with_ns {
+                row.insert(0, p.metadata.ns().to_string());
+            }
+            row
+        })
+        .collect();
+    table::render(&header, &rows)
+}
+
+/// `ready/total`, total being the containers the spec asks for.
+pub fn pod_ready(p: &Pod) -> String {
+    let ready = p
+        .status
+        .container_statuses
+        .iter()
+        .filter(|c| c.ready)
+        .count();
+    let total = p
+        .spec
+        .containers
+        .len()
+        .max(p.status.container_statuses.len());
+    format!("{ready}/{total}")
+}
+
+pub fn pod_restarts(p: &Pod) -> u32 {
+    p.status
+        .container_statuses
+        .iter()
+        .map(|c| c.restart_count)
+        .sum()
+}
+
+/// The STATUS column: a container's waiting or terminated reason if one has any (first
+/// container wins, as in kubectl), else `Terminating` while deletion is in progress, else the
+/// pod's reason or phase. `Completed` turns back into `Running` while another container runs.
+pub fn pod_status(p: &Pod) -> String {
+    let mut reason: Option<String> = None;
+    let mut running = false;
+    for c in p.status.container_statuses.iter().rev() {
+        if let Some(w) = c.state.waiting.as_ref().filter(|w| !w.reason.is_empty()) {
+            reason = Some(w.reason.clone());
+        } else if let Some(t) = &c.state.terminated {
+            reason = Some(if !t.reason.is_empty() {
+                t.reason.clone()
+            } else if let Some(sig) = t.signal.filter(|s| *s != 0) {
+                format!("Signal:{sig}")
+            } else {
+                format!("ExitCode:{}", t.exit_code)
+            });
+        } else if c.state.running.is_some() {
+            running = true;
+        }
+    }
+    if reason.as_deref() == Some("Completed") && running {
+        reason = Some(PodPhase::Running.to_string());
+    }
+    if let Some(r) = reason {
+        return r;
+    }
+    if p.metadata.deletion_timestamp.is_some() {
+        return "Terminating".to_string();
+    }
+    if !p.status.reason.is_empty() {
+        return p.status.reason.clone();
+    }
+    p.status.phase.to_string()
+}
+
+pub fn nodes_table(nodes: &[Node], fmt: Option<OutputFormat>) -> String {
+    let wide = fmt == Some(OutputFormat::Wide);
+    let mut header = vec!["NAME", "STATUS", "ROLES", "AGE", "VERSION"];
+    if wide {
+        header.extend(["INTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION", "ARCH"]);
+    }
+    let rows: Vec<Vec<String>> = nodes
+        .iter()
+        .map(|n| {
+            let info = &n.status.node_info;
+            let mut row = vec![
+                n.metadata.name.clone(),
+                node_status(n),
+                node_roles(n),
+                age(n.metadata.creation_timestamp.as_deref()),
+                or_none(Some(&info.kubelet_version)),
+            ];
+            if wide {
+                row.push(or_none(n.internal_ip()));
+                row.push(or_none(Some(&info.os_image)));
+                row.push(or_none(Some(&info.kernel_version)));
+                row.push(node_arch(n));
+            }
+            row
+        })
+        .collect();
+    table::render(&header, &rows)
+}
+
+/// `Ready`, `NotReady` or `Unknown` from the Ready condition, plus `,SchedulingDisabled`.
+pub fn node_status(n: &Node) -> String {
+    let ready = n.status.conditions.iter().find(|c| c.type_ == "Ready");
+    let mut s = match ready.map(|c| c.status.as_str()) {
+        Some("True") => "Ready".to_string(),
+        Some("False") => "NotReady".to_string(),
+        _ => "Unknown".to_string(),
+    };
+    if n.spec.unschedulable {
+        s.push_str(",SchedulingDisabled");
+    }
+    s
+}
+
+/// Roles from `node-role.kubernetes.io/<role>` labels, as kubectl derives them.
+pub fn node_roles(n: &Node) -> String {
+    let roles: Vec<&str> = n
+        .metadata
+        .labels
+        .iter()
+        .filter_map(|(k, v)| match k.strip_prefix("node-role.kubernetes.io/") {
+            Some(r) if !r.is_empty() => Some(r),
+            _ if k == "kubernetes.io/role" => Some(v.as_str()),
+            _ => None,
+        })
+        .collect();
+    if roles.is_empty() {
+        "<none>".to_string()
+    } else {
+        roles.join(",")
+    }
+}
+
+/// `arm64`, or `arm/v7` when the variant matters (Pi boards differ there).
+pub fn node_arch(n: &Node) -> String {
+    let info = &n.status.node_info;
+    match (info.architecture.as_str(), info.variant.as_str()) {
+        ("", _) => "<none>".to_string(),
+        (a, "") => a.to_string(),
+        (a, v) => format!("{a}/{v}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::meta::Condition;
+    use crate::api::pod::{ContainerState, StateRunning, StateTerminated, StateWaiting};
+    use crate::api::{Container, ContainerStatus};
+
+    fn pod(statuses: Vec<ContainerStatus>) -> Pod {
+        let mut p = Pod {
+            api_version: "v1".into(),
+            kind: "Pod".into(),
+            ..Pod::default()
+        };
+        p.metadata.name = "web".into();
+        p.spec.containers = statuses
+            .iter()
+            .map(|s| Container {
+                name: s.name.clone(),
+                image: "busybox".into(),
+                ..Container::default()
+            })
+            .collect();
+        p.status.phase = PodPhase::Running;
+        p.status.container_statuses = statuses;
+        p
+    }
+
+    fn running(name: &str, ready: bool) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            ready,
+            state: ContainerState {
+                running: Some(StateRunning::default()),
+                ..ContainerState::default()
+            },
+            ..ContainerStatus::default()
+        }
+    }
+
+    fn waiting(name: &str, reason: &str, restarts: u32) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            restart_count: restarts,
+            state: ContainerState {
+                waiting: Some(StateWaiting {
+                    reason: reason.into(),
+                    message: String::new(),
+                }),
+                ..ContainerState::default()
+            },
+            ..ContainerStatus::default()
+        }
+    }
+
+    fn terminated(name: &str, reason: &str, code: i32) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            state: ContainerState {
+                terminated: Some(StateTerminated {
+                    exit_code: code,
+                    reason: reason.into(),
+                    ..StateTerminated::default()
+                }),
+                ..ContainerState::default()
+            },
+            ..ContainerStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_crash_looping_container_shows_crash_loop_back_off() {
+        let p = pod(vec![
+            running("a", true),
+            waiting("b", "CrashLoopBackOff", 4),
+        ]);
+        assert_eq!(pod_status(&p), "CrashLoopBackOff");
+        assert_eq!(pod_ready(&p), "1/2");
+        assert_eq!(pod_restarts(&p), 4);
+    }
+
+    #[test]
+    fn a_finished_pod_shows_completed_and_a_failed_one_error() {
+        let mut p = pod(vec![terminated("a", "Completed", 0)]);
+        p.status.phase = PodPhase::Succeeded;
+        assert_eq!(pod_status(&p), "Completed");
+        let p = pod(vec![terminated("a", "", 137)]);
+        assert_eq!(pod_status(&p), "ExitCode:137");
+        let p = pod(vec![terminated("a", "Error", 1)]);
+        assert_eq!(pod_status(&p), "Error");
+    }
+
+    #[test]
+    fn completed_sidecar_next_to_a_running_container_reads_running() {
+        let p = pod(vec![running("a", true), terminated("b", "Completed", 0)]);
+        assert_eq!(pod_status(&p), "Running");
+    }
+
+    #[test]
+    fn a_running_pod_being_deleted_shows_terminating() {
+        let mut p = pod(vec![running("a", true)]);
+        assert_eq!(pod_status(&p), "Running");
+        p.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+        assert_eq!(pod_status(&p), "Terminating");
+    }
+
+    #[test]
+    fn a_pod_without_container_statuses_shows_its_phase() {
+        let mut p = pod(vec![]);
+        p.status.phase = PodPhase::Pending;
+        assert_eq!(pod_status(&p), "Pending");
+        let p = pod(vec![waiting("a", "ContainerCreating", 0)]);
+        assert_eq!(pod_status(&p), "ContainerCreating");
+    }
+
+    #[test]
+    fn pod_table_has_kubectl_columns_and_wide_and_namespace_extras() {
+        let mut p = pod(vec![running("a", true)]);
+        p.status.pod_ip = Some("10.42.0.7".into());
+        p.spec.node_name = Some("pi1".into());
+        let t = pods_table(std::slice::from_ref(&p), None, false);
+        assert_eq!(
+            t,
+            "NAME  READY  STATUS   RESTARTS  AGE\nweb   1/1    Running  0         <unknown>\n"
+        );
+        let t = pods_table(&[p], Some(OutputFormat::Wide), true);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NAMESPACE  NAME  READY"), "{t}");
+        assert!(lines[0].ends_with("AGE        IP         NODE"), "{t}");
+        assert!(lines[1].starts_with("default    web") && lines[1].ends_with("10.42.0.7  pi1"));
+    }
+
+    #[test]
+    fn node_status_roles_and_arch_follow_labels_and_conditions() {
+        let mut n = Node::default();
+        n.metadata.name = "pi1".into();
+        assert_eq!(node_status(&n), "Unknown");
+        n.status.conditions.push(Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            ..Condition::default()
+        });
+        n.spec.unschedulable = true;
+        assert_eq!(node_status(&n), "Ready,SchedulingDisabled");
+        assert_eq!(node_roles(&n), "<none>");
+        n.metadata
+            .labels
+            .insert("node-role.kubernetes.io/control-plane".into(), "".into());
+        assert_eq!(node_roles(&n), "control-plane");
+        n.status.node_info.architecture = "arm".into();
+        n.status.node_info.variant = "v7".into();
+        assert_eq!(node_arch(&n), "arm/v7");
+    }
+
+    #[test]
+    fn one_object_prints_as_itself_and_several_as_a_list() {
+        let p = pod(vec![]);
+        let one = render(
+            std::slice::from_ref(&p),
+            true,
+            Some(OutputFormat::Json),
+            Kind::Pod,
+            |_| String::new(),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&one).unwrap();
+        assert_eq!(v["kind"], "Pod");
+        let many = render(
+            &[p.clone(), p.clone()],
+            false,
+            Some(OutputFormat::Yaml),
+            Kind::Pod,
+            |_| String::new(),
+        )
+        .unwrap();
+        assert!(many.contains("kind: List"), "{many}");
+        let names = render(&[p], false, Some(OutputFormat::Name), Kind::Pod, |_| {
+            String::new()
+        })
+        .unwrap();
+        assert_eq!(names, "pod/web\n");
+    }
+}

@@ -1,0 +1,169 @@
+//! `herd image import|ls`: local operations on this machine's worker image store, no server
+//! involved, so images can be side-loaded onto boards without a registry.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::Out;
+use crate::cli::args::{ImageImportArgs, ImageLsArgs};
+use crate::cli::table;
+use crate::worker::images::{Image, ImageStore, ImageSummary};
+
+/// The worker's data dir when `--data-dir` is not given: a standalone worker's, else the
+/// `herd up` root.
+pub fn default_data_dir() -> PathBuf {
+    let worker = PathBuf::from("/var/lib/herd/worker");
+    if worker.is_dir() {
+        worker
+    } else {
+        PathBuf::from("/var/lib/herd")
+    }
+}
+
+/// `herd up` keeps the worker under `<data-dir>/worker`; a standalone worker's data dir is the
+/// worker dir itself. Either way the store is its `images/`.
+pub fn store_root(data_dir: &Path) -> PathBuf {
+    let nested = data_dir.join("worker");
+    if nested.is_dir() {
+        nested.join("images")
+    } else {
+        data_dir.join("images")
+    }
+}
+
+fn root_of(flag: Option<&Path>) -> PathBuf {
+    store_root(&flag.map(Path::to_path_buf).unwrap_or_else(default_data_dir))
+}
+
+pub async fn import(args: &ImageImportArgs) -> anyhow::Result<()> {
+    let root = root_of(args.data_dir.as_deref());
+    let file = args.file.clone();
+    let tag = args.tag.clone();
+    // Import hashes and unpacks layers: blocking work, off the async threads.
+    let images = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Image>> {
+        let store = ImageStore::open(&root)
+            .map_err(|e| anyhow::anyhow!("image store {}: {e}", root.display()))?;
+        store
+            .import_archive(&file, tag.as_deref())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+    })
+    .await??;
+    let mut out = std::io::stdout();
+    print_imported(&images, &mut out)
+}
+
+pub fn print_imported(images: &[Image], out: Out<'_>) -> anyhow::Result<()> {
+    for i in images {
+        writeln!(
+            out,
+            "imported {} ({} {})",
+            i.reference,
+            short_id(&i.id),
+            i.platform
+        )?;
+    }
+    Ok(())
+}
+
+pub async fn ls(args: &ImageLsArgs) -> anyhow::Result<()> {
+    let root = root_of(args.data_dir.as_deref());
+    // Listing must not create a store as a side effect of a wrong --data-dir.
+    anyhow::ensure!(
+        root.is_dir(),
+        "no image store at {}: pass --data-dir (the worker's data dir)",
+        root.display()
+    );
+    let list = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<ImageSummary>> {
+        let store = ImageStore::open(&root)
+            .map_err(|e| anyhow::anyhow!("image store {}: {e}", root.display()))?;
+        store
+            .list()
+            .map_err(|e| anyhow::anyhow!("image store {}: {e}", root.display()))
+    })
+    .await??;
+    std::io::stdout().write_all(images_table(&list).as_bytes())?;
+    Ok(())
+}
+
+pub fn images_table(list: &[ImageSummary]) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            let created = i
+                .created
+                .as_deref()
+                .and_then(crate::util::time::age_seconds)
+                .map(|s| format!("{} ago", crate::util::time::human_age(s)))
+                .unwrap_or_else(|| "<unknown>".to_string());
+            vec![
+                i.reference.clone(),
+                short_id(&i.id),
+                created,
+                human_size(i.size),
+            ]
+        })
+        .collect();
+    table::render(&["REFERENCE", "IMAGE ID", "CREATED", "SIZE"], &rows)
+}
+
+/// Docker's 12-hex-digit image id.
+pub fn short_id(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(12).collect()
+}
+
+/// Decimal units, as `docker images` prints sizes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut unit = 0;
+    while v >= 1000.0 && unit + 1 < UNITS.len() {
+        v /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{v:.3}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+            + UNITS[unit]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_store_is_under_worker_when_the_data_dir_is_an_up_root() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(store_root(dir.path()), dir.path().join("images"));
+        std::fs::create_dir(dir.path().join("worker")).unwrap();
+        assert_eq!(store_root(dir.path()), dir.path().join("worker/images"));
+    }
+
+    #[test]
+    fn sizes_and_ids_print_like_docker() {
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(4_261_000), "4.261MB");
+        assert_eq!(human_size(1_000_000), "1MB");
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+    }
+
+    #[test]
+    fn image_table_has_reference_id_created_and_size() {
+        let t = images_table(&[ImageSummary {
+            reference: "docker.io/library/busybox:1".into(),
+            id: "sha256:0123456789abcdef".into(),
+            size: 2_000_000,
+            created: None,
+        }]);
+        assert_eq!(
+            t,
+            "REFERENCE                    IMAGE ID      CREATED    SIZE\n\
+             docker.io/library/busybox:1  0123456789ab  <unknown>  2MB\n"
+        );
+    }
+}

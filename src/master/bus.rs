@@ -1,0 +1,175 @@
+//! The master's MQTT side: one client session to the broker (embedded or external), publishing
+//! desired state and consuming what workers report.
+//!
+//! Departure from ARCHITECTURE.md: the master reaches even the embedded broker over a loopback
+//! TCP session instead of rumqttd's in-process link, so the embedded and external broker modes
+//! run the same code (and the same reconnect path) — the in-process link would be a second
+//! client implementation to test.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+
+use crate::proto::{self, topics, RpcCall, RpcRequest, RpcResponse};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("mqtt: {0}")]
+    Client(#[from] rumqttc::ClientError),
+    #[error("{0}")]
+    Url(#[from] crate::util::mqtt_url::UrlError),
+}
+
+/// A message from a worker, already split by topic; the ingest side decides what it means.
+#[derive(Debug)]
+pub struct Incoming {
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+pub struct Bus {
+    client: AsyncClient,
+    rpc_waiters: Mutex<HashMap<String, mpsc::Sender<RpcResponse>>>,
+    /// Bumped at every (re)connect: the desired-state publisher republishes everything, since
+    /// a restarted broker may have lost its retained store.
+    sessions: watch::Sender<u64>,
+}
+
+impl Bus {
+    /// Creates the client; nothing is sent until `run` polls the event loop.
+    pub fn new(broker_url: &str, password: &str) -> Result<(Arc<Bus>, EventLoop), BusError> {
+        let (host, port) = crate::util::mqtt_url::parse(broker_url)?;
+        let mut opts = MqttOptions::new(super::broker::MASTER_USER, host, port);
+        opts.set_credentials(super::broker::MASTER_USER, password);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_clean_session(true);
+        opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);
+        let (client, eventloop) = AsyncClient::new(opts, 1024);
+        let (sessions, _) = watch::channel(0);
+        Ok((
+            Arc::new(Bus {
+                client,
+                rpc_waiters: Mutex::new(HashMap::new()),
+                sessions,
+            }),
+            eventloop,
+        ))
+    }
+
+    pub fn sessions(&self) -> watch::Receiver<u64> {
+        self.sessions.subscribe()
+    }
+
+    pub async fn publish_retained(&self, topic: String, payload: Vec<u8>) -> Result<(), BusError> {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .await?;
+        Ok(())
+    }
+
+    /// Sends an RPC to a node; answers arrive on the returned channel until `eof`.
+    pub async fn rpc(
+        &self,
+        node: &str,
+        call: RpcCall,
+    ) -> Result<(String, mpsc::Receiver<RpcResponse>), BusError> {
+        let id = crate::util::fsutil::random_hex(8);
+        let (tx, rx) = mpsc::channel(64);
+        self.waiters().insert(id.clone(), tx);
+        let req = RpcRequest {
+            v: proto::VERSION,
+            id: id.clone(),
+            call,
+        };
+        if let Err(e) = self
+            .client
+            .publish(topics::rpc_request(node), QoS::AtLeastOnce, false, proto::encode(&req))
+            .await
+        {
+            self.waiters().remove(&id);
+            return Err(e.into());
+        }
+        Ok((id, rx))
+    }
+
+    /// Stops routing answers for `id` (the HTTP client went away) and tells the node.
+    pub async fn cancel_rpc(&self, node: &str, id: &str) {
+        self.waiters().remove(id);
+        let req = RpcRequest {
+            v: proto::VERSION,
+            id: crate::util::fsutil::random_hex(8),
+            call: RpcCall::Cancel {
+                target: id.to_string(),
+            },
+        };
+        let _ = self
+            .client
+            .publish(topics::rpc_request(node), QoS::AtLeastOnce, false, proto::encode(&req))
+            .await;
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<RpcResponse>>> {
+        self.rpc_waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn route_rpc(&self, topic: &str, payload: &[u8]) {
+        let resp: RpcResponse = match proto::decode(topic, payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping malformed rpc response");
+                return;
+            }
+        };
+        let tx = self.waiters().get(&resp.id).cloned();
+        let Some(tx) = tx else { return };
+        let eof = resp.eof;
+        let id = resp.id.clone();
+        if tx.try_send(resp).is_err() || eof {
+            // A reader that cannot keep up or has gone loses the stream rather than stalling
+            // the event loop that every node's traffic goes through.
+            self.waiters().remove(&id);
+        }
+    }
+
+    /// Drives the MQTT session forever: reconnects with backoff, resubscribes, and hands
+    /// worker messages to `inbox`.
+    pub async fn run(self: Arc<Self>, mut eventloop: EventLoop, inbox: mpsc::Sender<Incoming>) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    backoff = Duration::from_millis(200);
+                    tracing::info!("connected to mqtt broker");
+                    for f in topics::master_filters() {
+                        if let Err(e) = self.client.subscribe(f, QoS::AtLeastOnce).await {
+                            tracing::error!(error = %e, "mqtt subscribe failed");
+                        }
+                    }
+                    self.sessions.send_modify(|n| *n += 1);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if p.topic.contains("/rpc/resp/") {
+                        self.route_rpc(&p.topic, &p.payload);
+                        continue;
+                    }
+                    let msg = Incoming {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                    };
+                    if inbox.send(msg).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "mqtt connection lost");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}

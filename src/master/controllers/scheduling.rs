@@ -1,0 +1,108 @@
+//! Binds pending pods to nodes with the pure scheduler, or records why they fit nowhere.
+
+use std::sync::Arc;
+
+use crate::api::meta::set_condition;
+use crate::api::{Condition, Node, Pod, PodPhase};
+use crate::master::scheduler::{self, Decision};
+use crate::master::store::{Store, StoreError};
+use crate::util::time::now_rfc3339;
+
+/// One pass over every pending pod. Returns how many were bound.
+pub fn reconcile(store: &Store) -> Result<usize, StoreError> {
+    let nodes: Vec<Node> = store.list(None)?;
+    let pods: Vec<Pod> = store.list(None)?;
+    let mut placed: Vec<Pod> = pods
+        .iter()
+        .filter(|p| p.spec.node_name.is_some())
+        .cloned()
+        .collect();
+    let mut bound = 0;
+    for pod in pods.iter().filter(|p| {
+        p.spec.node_name.is_none() && p.metadata.deletion_timestamp.is_none()
+    }) {
+        let snapshots: Vec<scheduler::NodeSnapshot> = nodes
+            .iter()
+            .map(|n| {
+                let on: Vec<&Pod> = placed
+                    .iter()
+                    .filter(|p| p.spec.node_name.as_deref() == Some(n.metadata.name.as_str()))
+                    .collect();
+                scheduler::node_snapshot(n, &on)
+            })
+            .collect();
+        let now = now_rfc3339();
+        let (ns, name) = (pod.metadata.ns().to_string(), pod.metadata.name.clone());
+        let _span = tracing::info_span!("pod", pod = %format!("{ns}/{name}")).entered();
+        match scheduler::schedule(pod, &snapshots, None) {
+            Decision::Bind { node } => {
+                let uid = pod.metadata.uid.clone();
+                let res = store.update::<Pod, StoreError>(&ns, &name, |p| {
+                    if p.metadata.uid != uid || p.spec.node_name.is_some() {
+                        return Ok(());
+                    }
+                    p.spec.node_name = Some(node.clone());
+                    set_condition(
+                        &mut p.status.conditions,
+                        Condition {
+                            type_: "PodScheduled".into(),
+                            status: "True".into(),
+                            ..Default::default()
+                        },
+                        &now,
+                    );
+                    Ok(())
+                });
+                match res {
+                    Ok(p) => {
+                        tracing::info!(node = %node, "pod bound");
+                        placed.push(p);
+                        bound += 1;
+                    }
+                    Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Decision::Unschedulable { message } => {
+                let res = store.update::<Pod, StoreError>(&ns, &name, |p| {
+                    p.status.phase = PodPhase::Pending;
+                    set_condition(
+                        &mut p.status.conditions,
+                        Condition {
+                            type_: "PodScheduled".into(),
+                            status: "False".into(),
+                            reason: "Unschedulable".into(),
+                            message: message.clone(),
+                            ..Default::default()
+                        },
+                        &now,
+                    );
+                    Ok(())
+                });
+                match res {
+                    Ok(_) | Err(StoreError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Ok(bound)
+}
+
+pub async fn run(store: Arc<Store>) {
+    let mut changes = store.subscribe();
+    loop {
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || reconcile(&s)).await {
+            Ok(Err(e)) => tracing::error!(error = %e, "scheduling pass failed"),
+            Err(e) => tracing::error!(error = %e, "scheduling pass panicked"),
+            Ok(Ok(_)) => {}
+        }
+        // Also wake periodically: a node that frees resources is a change, but a pod that was
+        // unschedulable for reasons outside the store (none yet) would otherwise wait forever.
+        tokio::select! {
+            r = changes.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The HTTP API: Kubernetes-style REST paths over the store, bearer-token auth, node join and
+//! the log relay to workers. Handlers are thin: parse, call the store, shape the answer.
+
+mod join;
+pub use join::{join_ttl, JoinRequest, JoinResponse};
+mod logs;
+mod nodes;
+mod pods;
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+use super::bus::Bus;
+use super::store::{Role, Store, StoreError, TokenCheck};
+use crate::api::Status;
+
+/// What the join endpoint tells workers about the broker.
+#[derive(Clone, Debug)]
+pub enum BrokerEndpoint {
+    /// Embedded broker on this port; the host is the one the worker used to reach the API.
+    Embedded { port: u16, advertise: Option<String> },
+    /// External broker, told to workers as given.
+    External { url: String },
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+    pub bus: Arc<Bus>,
+    pub broker: BrokerEndpoint,
+}
+
+/// Errors as Kubernetes `Status` bodies, so clients print `message` as-is.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: StatusCode,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "BadRequest", message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", message)
+    }
+    pub fn not_found(kind: &str, name: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{kind} \"{name}\" not found"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::AlreadyExists { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "AlreadyExists", e.to_string())
+            }
+            StoreError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string()),
+            StoreError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string()),
+            _ => {
+                tracing::error!(error = %e, "store failure");
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Status::failure(self.code.as_u16(), self.reason, self.message);
+        (self.code, Json(body)).into_response()
+    }
+}
+
+/// Runs store work off the async workers (SQLite fsyncs on commit).
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            format!("request handler failed: {e}"),
+        )
+    })?
+}
+
+pub fn router(state: AppState) -> Router {
+    let authed = Router::new()
+        .route("/api/v1/nodes", get(nodes::list))
+        .route("/api/v1/nodes/{name}", get(nodes::get_one).delete(nodes::delete))
+        .route("/api/v1/pods", get(pods::list_all))
+        .route(
+            "/api/v1/namespaces/{ns}/pods",
+            get(pods::list_ns).post(pods::create),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}",
+            get(pods::get_one).put(pods::replace).delete(pods::delete),
+        )
+        .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::logs))
+        .route("/apis/herd.io/v1/tokens", post(join::create_token))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/version", get(version))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/apis/herd.io/v1/join", post(join::join))
+        .merge(authed)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource") })
+        .with_state(state)
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(serde_json::json!({
+        "major": "0",
+        "minor": "1",
+        "gitVersion": concat!("v", env!("CARGO_PKG_VERSION")),
+        "platform": format!("linux/{}", crate::worker::platform::goarch()),
+    }))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+}
+
+async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(token) = bearer(req.headers()).map(str::to_string) else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "missing bearer token (Authorization: Bearer ...)",
+        )
+        .into_response();
+    };
+    let store = st.store.clone();
+    let check = blocking(move || Ok(store.check_token(&token)?)).await;
+    match check {
+        Ok(TokenCheck::Valid(Role::Admin)) => next.run(req).await,
+        Ok(TokenCheck::Valid(_)) => ApiError::new(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "this token may only join nodes",
+        )
+        .into_response(),
+        Ok(TokenCheck::Expired) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "token expired").into_response()
+        }
+        Ok(TokenCheck::Unknown) => {
+            ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "invalid bearer token")
+                .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}

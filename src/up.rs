@@ -1,0 +1,127 @@
+//! `herd master`, `herd worker` and `herd up` (both in one process): start, print how to use
+//! the cluster, run until SIGINT/SIGTERM, stop cleanly.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+
+use crate::cli::{MasterArgs, UpArgs, WorkerArgs};
+use crate::master::{self, MasterConfig};
+use crate::worker::{self, WorkerConfig};
+
+/// Nodes are NotReady after this many missed heartbeats.
+const MISSED_HEARTBEATS: u32 = 3;
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// Tests shorten the first restart delay with `HERD_RESTART_BACKOFF_BASE_MS`; Kubernetes' 10 s
+/// otherwise.
+fn backoff_base() -> Duration {
+    std::env::var("HERD_RESTART_BACKOFF_BASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn signalled() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        // Without signal handlers we can only run until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn master_config(data_dir: &Path, api: &str, mqtt: &str, broker: &Option<String>, adv: &Option<String>, admin_conf: &Path) -> MasterConfig {
+    MasterConfig {
+        data_dir: data_dir.to_path_buf(),
+        api_addr: api.to_string(),
+        mqtt_addr: mqtt.to_string(),
+        broker: broker.clone(),
+        advertise_address: adv.clone(),
+        admin_conf: admin_conf.to_path_buf(),
+        heartbeat_timeout: HEARTBEAT * MISSED_HEARTBEATS,
+    }
+}
+
+fn announce(m: &master::RunningMaster) {
+    println!("herd master is up: API {}  MQTT {}", m.api_url, m.mqtt_url);
+    println!("admin config: {}", m.admin_conf.display());
+    println!("  export HERD_CONFIG={}", m.admin_conf.display());
+    println!("join a worker with:");
+    println!("  {}", m.join_line());
+}
+
+pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
+    let admin_conf = args.data_dir.join("admin.conf");
+    let cfg = master_config(&args.data_dir, &args.api_addr, &args.mqtt_addr, &args.broker, &args.advertise_address, &admin_conf);
+    let m = master::start(cfg).await.context("starting master")?;
+    announce(&m);
+    signalled().await;
+    tracing::info!("shutting down");
+    m.shutdown().await;
+    Ok(())
+}
+
+pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
+    let cfg = WorkerConfig {
+        data_dir: args.data_dir.clone(),
+        join: args.join.clone(),
+        token: args.token.clone(),
+        node_name: args.node_name.clone().unwrap_or_else(worker::platform::hostname),
+        labels: worker::parse_labels(&args.node_labels)?,
+        heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
+        stop_pods_on_exit: true,
+        backoff_base: backoff_base(),
+    };
+    let (tx, rx) = watch::channel(false);
+    let run = tokio::spawn(worker::run(cfg, rx));
+    tokio::select! {
+        r = run => return r.context("worker task")?.context("worker"),
+        _ = signalled() => {}
+    }
+    tracing::info!("shutting down");
+    tx.send_replace(true);
+    // The worker stops its pods (each within its grace period) before returning.
+    Ok(())
+}
+
+pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
+    let master_dir = args.data_dir.join("master");
+    let admin_conf = args.data_dir.join("admin.conf");
+    let cfg = master_config(&master_dir, &args.api_addr, &args.mqtt_addr, &args.broker, &args.advertise_address, &admin_conf);
+    let m = master::start(cfg).await.context("starting master")?;
+    announce(&m);
+    let wcfg = WorkerConfig {
+        data_dir: args.data_dir.join("worker"),
+        join: m.api_url.clone(),
+        token: m.join_token.clone(),
+        node_name: args.node_name.clone().unwrap_or_else(worker::platform::hostname),
+        labels: Default::default(),
+        heartbeat: HEARTBEAT,
+        stop_pods_on_exit: !args.leave_running,
+        backoff_base: backoff_base(),
+    };
+    println!("local worker: node {}", wcfg.node_name);
+    let (tx, rx) = watch::channel(false);
+    let mut run = tokio::spawn(worker::run(wcfg, rx));
+    let early = tokio::select! {
+        r = &mut run => Some(r),
+        _ = signalled() => None,
+    };
+    if let Some(r) = early {
+        m.shutdown().await;
+        return r.context("worker task")?.context("local worker");
+    }
+    tracing::info!(stop_pods = !args.leave_running, "shutting down");
+    tx.send_replace(true);
+    let _ = run.await;
+    m.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! The worker's MQTT session: registers the node, heartbeats, receives desired pods (retained),
+//! reports observed pods, answers log RPCs. One `select!` loop owns the pod manager, so pod
+//! decisions never race each other.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+
+use super::join::Credentials;
+use super::pods::manager::{Desired, Manager, Report};
+use crate::api::Pod;
+use crate::proto::{self, topics, topics::Topic, DesiredPod, ObservedPod, RpcCall, RpcRequest, RpcResponse};
+use crate::worker::runtime::Runtime;
+
+pub struct AgentConfig {
+    pub creds: Credentials,
+    pub labels: BTreeMap<String, String>,
+    pub heartbeat: Duration,
+    /// On shutdown, stop every pod (else leave containers running).
+    pub stop_pods_on_exit: bool,
+}
+
+type Shared<T> = Arc<Mutex<T>>;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub async fn run<R: Runtime>(
+    cfg: AgentConfig,
+    mut manager: Manager<R>,
+    mut reports: mpsc::Receiver<Report>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), crate::util::mqtt_url::UrlError> {
+    let node = cfg.creds.node_name.clone();
+    let (host, port) = crate::util::mqtt_url::parse(&cfg.creds.mqtt_url)?;
+    let mut opts = MqttOptions::new(node.clone(), host.clone(), port);
+    opts.set_credentials(cfg.creds.username.clone(), cfg.creds.password.clone());
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_clean_session(true);
+    opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);
+    opts.set_last_will(LastWill::new(topics::online(&node), "false", QoS::AtLeastOnce, true));
+    let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+
+    let mut desired = Desired::default();
+    // Last status sent per pod uid, resent after a reconnect (the master may have missed it).
+    let mut observed: HashMap<String, (String, String, Vec<u8>)> = HashMap::new();
+    let running: Shared<HashSet<String>> = Arc::default();
+    let cancels: Shared<HashMap<String, watch::Sender<bool>>> = Arc::default();
+    let logs_dir = manager.logs_dir();
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat);
+    let mut backoff = Duration::from_millis(200);
+    let mut connected = false;
+
+    loop {
+        tokio::select! {
+            ev = eventloop.poll() => match ev {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    connected = true;
+                    backoff = Duration::from_millis(200);
+                    tracing::info!(node = %node, "connected to broker");
+                    let _ = client.try_subscribe(topics::desired_filter(&node), QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(topics::rpc_request(&node), QoS::AtLeastOnce);
+                    let _ = client.try_publish(topics::online(&node), QoS::AtLeastOnce, true, "true");
+                    let ip = super::platform::local_ip_towards(&host, port);
+                    let info = proto::NodeInfo { v: proto::VERSION, node: super::platform::node(&node, &cfg.labels, ip) };
+                    let _ = client.try_publish(topics::info(&node), QoS::AtLeastOnce, true, proto::encode(&info));
+                    for (ns, name, payload) in observed.values() {
+                        let _ = client.try_publish(topics::observed(&node, ns, name), QoS::AtLeastOnce, false, payload.clone());
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    handle_publish(&node, &p.topic, &p.payload, &mut desired, &client, &logs_dir, &running, &cancels);
+                    manager.reconcile(&desired);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if connected {
+                        tracing::warn!(error = %e, "broker connection lost; pods keep running");
+                        connected = false;
+                    }
+                    // Jitter so a fleet does not reconnect in lockstep after a broker restart.
+                    let jitter = Duration::from_millis(u64::from(std::process::id() % 250));
+                    tokio::time::sleep(backoff + jitter).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            },
+            Some(r) = reports.recv() => match r {
+                Report::Status { pod, status } => {
+                    lock(&running).insert(pod.metadata.uid.clone());
+                    let msg = ObservedPod { v: proto::VERSION, uid: pod.metadata.uid.clone(), generation: pod.metadata.generation, gone: false, status };
+                    let payload = proto::encode(&msg);
+                    let (ns, name) = (pod.metadata.ns().to_string(), pod.metadata.name.clone());
+                    let _ = client.try_publish(topics::observed(&node, &ns, &name), QoS::AtLeastOnce, false, payload.clone());
+                    observed.insert(pod.metadata.uid.clone(), (ns, name, payload));
+                }
+                Report::Stopped { pod } => {
+                    let uid = pod.metadata.uid.clone();
+                    lock(&running).remove(&uid);
+                    observed.remove(&uid);
+                    manager.finished(&uid);
+                    let msg = ObservedPod { v: proto::VERSION, uid: uid.clone(), generation: pod.metadata.generation, gone: true, status: Default::default() };
+                    let _ = client.try_publish(topics::observed(&node, pod.metadata.ns(), &pod.metadata.name), QoS::AtLeastOnce, false, proto::encode(&msg));
+                    manager.reconcile(&desired);
+                }
+            },
+            _ = heartbeat.tick() => {
+                if connected {
+                    let hb = proto::Heartbeat { v: proto::VERSION, time: crate::util::time::now_rfc3339(), pods_running: manager.running_count() as u32, memory_used_bytes: 0, load1: load1() };
+                    let _ = client.try_publish(topics::heartbeat(&node), QoS::AtMostOnce, false, proto::encode(&hb));
+                }
+            }
+            _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
+                if cfg.stop_pods_on_exit {
+                    tracing::info!("stopping all pods");
+                    manager.stop_all().await;
+                }
+                let _ = client.try_publish(topics::online(&node), QoS::AtLeastOnce, true, "false");
+                // Let the eventloop flush the offline message and the disconnect.
+                let _ = client.try_disconnect();
+                let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                    while eventloop.poll().await.is_ok() {}
+                }).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn load1() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn handle_publish(
+    node: &str,
+    topic: &str,
+    payload: &[u8],
+    desired: &mut Desired,
+    client: &AsyncClient,
+    logs_dir: &std::path::Path,
+    running: &Shared<HashSet<String>>,
+    cancels: &Shared<HashMap<String, watch::Sender<bool>>>,
+) {
+    let Some(t) = topics::parse(topic) else {
+        tracing::warn!(%topic, "dropping message on unknown topic");
+        return;
+    };
+    match t {
+        Topic::DesiredIndex { node: n } if n == node => {
+            if payload.is_empty() {
+                desired.index = Some(Default::default());
+                return;
+            }
+            match proto::decode(topic, payload) {
+                Ok(idx) => desired.index = Some(idx),
+                Err(e) => tracing::warn!(error = %e, "dropping malformed desired index"),
+            }
+        }
+        Topic::Desired { node: n, ns, pod } if n == node => {
+            let key = (ns.to_string(), pod.to_string());
+            if payload.is_empty() {
+                desired.specs.remove(&key);
+                return;
+            }
+            match proto::decode::<DesiredPod>(topic, payload) {
+                Ok(d) if d.pod.metadata.ns() == ns && d.pod.metadata.name == pod => {
+                    desired.specs.insert(key, d.pod);
+                }
+                Ok(_) => tracing::warn!(%topic, "dropping desired pod whose name does not match its topic"),
+                Err(e) => tracing::warn!(error = %e, "dropping malformed desired pod"),
+            }
+        }
+        Topic::RpcRequest { node: n } if n == node => match proto::decode::<RpcRequest>(topic, payload) {
+            Ok(req) => rpc(node, req, desired, client, logs_dir, running, cancels),
+            Err(e) => tracing::warn!(error = %e, "dropping malformed rpc request"),
+        },
+        _ => tracing::warn!(%topic, "dropping message not meant for this node"),
+    }
+}
+
+/// The log file of a container's current (or previous) attempt: the highest-numbered one.
+fn attempt_log(logs_dir: &std::path::Path, uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
+    let dir = logs_dir.join(uid).join(container);
+    let mut attempts: Vec<u32> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".log")?.parse().ok())
+        .collect();
+    attempts.sort_unstable();
+    let pick = if previous {
+        attempts.iter().rev().nth(1)
+    } else {
+        attempts.last()
+    };
+    pick.map(|a| dir.join(format!("{a}.log")))
+}
+
+fn rpc(
+    node: &str,
+    req: RpcRequest,
+    desired: &Desired,
+    client: &AsyncClient,
+    logs_dir: &std::path::Path,
+    running: &Shared<HashSet<String>>,
+    cancels: &Shared<HashMap<String, watch::Sender<bool>>>,
+) {
+    let resp_topic = topics::rpc_response(node, &req.id);
+    let reply = |seq: u64, data: String, error: Option<String>, eof: bool| RpcResponse {
+        v: proto::VERSION,
+        id: req.id.clone(),
+        seq,
+        data,
+        error,
+        eof,
+    };
+    match req.call {
+        RpcCall::Cancel { target } => {
+            if let Some(tx) = lock(cancels).remove(&target) {
+                tx.send_replace(true);
+            }
+        }
+        RpcCall::Resync => {}
+        RpcCall::Logs { namespace, pod, uid, container, tail_lines, follow, previous } => {
+            let known = desired.specs.get(&(namespace.clone(), pod.clone())).is_some_and(|p: &Pod| p.metadata.uid == uid);
+            let path = attempt_log(logs_dir, &uid, &container, previous);
+            let Some(path) = path.filter(|_| known || lock(running).contains(&uid)) else {
+                let msg = if previous {
+                    format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
+                } else {
+                    format!("container \"{container}\" in pod \"{pod}\" has no logs yet (is it waiting to start?)")
+                };
+                let _ = client.try_publish(resp_topic, QoS::AtLeastOnce, false, proto::encode(&reply(0, String::new(), Some(msg), true)));
+                return;
+            };
+            let client = client.clone();
+            if !follow {
+                let resp = match crate::worker::runtime::logs::read_tail(&path, tail_lines) {
+                    Ok(text) => reply(0, text, None, true),
+                    Err(e) => reply(0, String::new(), Some(e.to_string()), true),
+                };
+                tokio::spawn(async move {
+                    send_chunked(&client, &resp_topic, resp).await;
+                });
+                return;
+            }
+            let (cancel_tx, mut cancel_rx) = watch::channel(false);
+            lock(cancels).insert(req.id.clone(), cancel_tx);
+            let running = running.clone();
+            let cancels = cancels.clone();
+            let id = req.id.clone();
+            tokio::spawn(async move {
+                let mut rx = crate::worker::runtime::logs::follow(path, tail_lines);
+                let mut seq = 0;
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        chunk = rx.recv() => match chunk {
+                            Some(data) => {
+                                let r = RpcResponse { v: proto::VERSION, id: id.clone(), seq, data, error: None, eof: false };
+                                seq += 1;
+                                send_chunked(&client, &resp_topic, r).await;
+                            }
+                            None => break,
+                        },
+                        _ = async { let _ = cancel_rx.wait_for(|c| *c).await; } => break,
+                        _ = tick.tick() => {
+                            // The stream ends with the pod, as kubectl's does with the container.
+                            if seq > 0 && !lock(&running).contains(&uid) { break; }
+                            if seq == 0 {
+                                // First answer even if the log is empty, so the master
+                                // knows the stream is alive.
+                                let r = RpcResponse { v: proto::VERSION, id: id.clone(), seq, data: String::new(), error: None, eof: false };
+                                seq += 1;
+                                send_chunked(&client, &resp_topic, r).await;
+                            }
+                        }
+                    }
+                }
+                lock(&cancels).remove(&id);
+                let r = RpcResponse { v: proto::VERSION, id: id.clone(), seq, data: String::new(), error: None, eof: true };
+                let _ = client.publish(resp_topic, QoS::AtLeastOnce, false, proto::encode(&r)).await;
+            });
+        }
+    }
+}
+
+/// Splits large text into payload-sized pieces (only the last keeps `eof`).
+async fn send_chunked(client: &AsyncClient, topic: &str, resp: RpcResponse) {
+    const CHUNK: usize = 256 * 1024;
+    let RpcResponse { v, id, seq, data, error, eof } = resp;
+    let mut pieces: Vec<String> = Vec::new();
+    let mut rest = data.as_str();
+    while rest.len() > CHUNK {
+        let mut cut = CHUNK;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        pieces.push(rest[..cut].to_string());
+        rest = &rest[cut..];
+    }
+    pieces.push(rest.to_string());
+    let n = pieces.len();
+    for (i, p) in pieces.into_iter().enumerate() {
+        let last = i + 1 == n;
+        let r = RpcResponse {
+            v,
+            id: id.clone(),
+            seq: seq + i as u64,
+            data: p,
+            error: if last { error.clone() } else { None },
+            eof: last && eof,
+        };
+        let _ = client
+            .publish(topic.to_string(), QoS::AtLeastOnce, false, proto::encode(&r))
+            .await;
+    }
+}

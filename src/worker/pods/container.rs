@@ -1,0 +1,327 @@
+//! One container's life on the worker: resolve image, mount rootfs, start, wait, stop,
+//! restart per policy. Decisions come from the pure `restart` module; this is the I/O shell.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+
+use super::containers;
+use super::restart::{AfterExit, Backoff};
+use crate::api::pod::{ContainerState, StateRunning, StateTerminated, StateWaiting};
+use crate::api::{Container, ContainerStatus, Pod};
+use crate::util::time::now_rfc3339;
+use crate::worker::images::{Image, ImageStore};
+use crate::worker::runtime::{ContainerConfig, Exit, Runtime};
+
+/// What the pod loop needs to run containers.
+pub struct Env<R: Runtime> {
+    pub runtime: Arc<R>,
+    pub images: Arc<ImageStore>,
+    /// `<worker data>/containers`
+    pub containers_dir: PathBuf,
+    /// `<worker data>/logs`
+    pub logs_dir: PathBuf,
+    pub backoff_base: Duration,
+    pub log_max_bytes: u64,
+}
+
+/// A container task's report to its pod loop.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub index: usize,
+    pub status: ContainerStatus,
+    /// False once the container is terminated for good under the pod's restart policy.
+    pub will_restart: bool,
+}
+
+/// Log file of one attempt; the pod's `logs` RPC reads the highest (or the one before).
+pub fn log_path(logs_dir: &std::path::Path, uid: &str, container: &str, attempt: u32) -> PathBuf {
+    logs_dir.join(uid).join(container).join(format!("{attempt}.log"))
+}
+
+fn waiting(reason: &str, message: String) -> ContainerState {
+    ContainerState {
+        waiting: Some(StateWaiting {
+            reason: reason.into(),
+            message,
+        }),
+        ..Default::default()
+    }
+}
+
+fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
+    let reason = if exit.oom_killed {
+        "OOMKilled"
+    } else if exit.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    };
+    StateTerminated {
+        exit_code: exit.exit_code,
+        signal: exit.signal,
+        reason: reason.into(),
+        message: String::new(),
+        started_at: Some(started_at.to_string()),
+        finished_at: Some(exit.finished_at.clone()),
+    }
+}
+
+/// libcontainer ids: short, unique per attempt, `[a-z0-9-]`.
+fn container_id(uid: &str, name: &str, attempt: u32) -> String {
+    let short: String = uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+    format!("{short}-{name}-{attempt}")
+}
+
+/// Runs one container until `stop` carries a grace period; then terminates it within it.
+pub async fn run<R: Runtime>(
+    env: Arc<Env<R>>,
+    pod: Pod,
+    index: usize,
+    updates: mpsc::Sender<Update>,
+    mut stop: watch::Receiver<Option<i64>>,
+) {
+    let spec: Container = pod.spec.containers[index].clone();
+    let uid = pod.metadata.uid.clone();
+    let policy = pod.spec.restart_policy;
+    let mut status = ContainerStatus {
+        name: spec.name.clone(),
+        image: spec.image.clone(),
+        state: waiting("ContainerCreating", String::new()),
+        ..Default::default()
+    };
+    let mut backoff = Backoff::new(env.backoff_base);
+    let mut attempt: u32 = 0;
+    let send = |status: &ContainerStatus, will_restart: bool| {
+        let u = Update {
+            index,
+            status: status.clone(),
+            will_restart,
+        };
+        let tx = updates.clone();
+        async move {
+            let _ = tx.send(u).await;
+        }
+    };
+    send(&status, true).await;
+    loop {
+        if stop.borrow().is_some() {
+            return;
+        }
+        let image = match resolve(&env, &spec.image).await {
+            Ok(img) => img,
+            Err(message) => {
+                status.state = waiting("ErrImageNeverPull", message);
+                send(&status, true).await;
+                if wait_or_stop(&mut stop, Duration::from_secs(5)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        attempt += 1;
+        let id = container_id(&uid, &spec.name, attempt);
+        let dir = env.containers_dir.join(&uid).join(format!("{}-{attempt}", spec.name));
+        let outcome = start_one(&env, &pod, &spec, &image, &id, &dir, attempt).await;
+        let started = match outcome {
+            Ok(s) => s,
+            Err(message) => {
+                tracing::warn!(container = %spec.name, %message, "container did not start");
+                cleanup(&env, &id, &dir).await;
+                status.state = waiting("CreateContainerError", message);
+                send(&status, true).await;
+                let delay = match backoff.on_exit(crate::api::RestartPolicy::Always, 1, Duration::ZERO) {
+                    AfterExit::RestartIn(d) => d,
+                    AfterExit::Stay => env.backoff_base,
+                };
+                if wait_or_stop(&mut stop, delay).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let run_start = Instant::now();
+        status.state = ContainerState {
+            running: Some(StateRunning {
+                started_at: Some(started.clone()),
+            }),
+            ..Default::default()
+        };
+        status.ready = true;
+        status.started = Some(true);
+        status.image_id = image.id.clone();
+        status.container_id = format!("herd://{id}");
+        status.restart_count = backoff.restart_count;
+        send(&status, true).await;
+
+        let exit = tokio::select! {
+            e = env.runtime.wait(&id) => e,
+            // Copy the grace out inside the block so no watch guard lives across an await.
+            g = async { stop.wait_for(|s| s.is_some()).await.map(|r| r.unwrap_or(30)).unwrap_or(30) } => {
+                let grace = g.max(0) as u64;
+                terminate(&env, &id, Duration::from_secs(grace)).await
+            }
+        };
+        cleanup(&env, &id, &dir).await;
+        let exit = exit.unwrap_or_else(|e| {
+            tracing::warn!(container = %spec.name, error = %e, "lost track of container exit");
+            Exit {
+                exit_code: 255,
+                signal: None,
+                oom_killed: false,
+                finished_at: now_rfc3339(),
+            }
+        });
+        let term = terminated(&exit, &started);
+        status.ready = false;
+        status.started = Some(false);
+        if stop.borrow().is_some() {
+            status.state = ContainerState {
+                terminated: Some(term),
+                ..Default::default()
+            };
+            send(&status, false).await;
+            return;
+        }
+        match backoff.on_exit(policy, exit.exit_code, run_start.elapsed()) {
+            AfterExit::RestartIn(delay) => {
+                status.last_state = ContainerState {
+                    terminated: Some(term),
+                    ..Default::default()
+                };
+                status.restart_count = backoff.restart_count;
+                status.state = waiting(
+                    "CrashLoopBackOff",
+                    format!(
+                        "back-off {}s restarting failed container={} pod={}",
+                        delay.as_secs(),
+                        spec.name,
+                        pod.metadata.name
+                    ),
+                );
+                send(&status, true).await;
+                if wait_or_stop(&mut stop, delay).await {
+                    return;
+                }
+            }
+            AfterExit::Stay => {
+                status.state = ContainerState {
+                    terminated: Some(term),
+                    ..Default::default()
+                };
+                send(&status, false).await;
+                let _ = stop.wait_for(|s| s.is_some()).await;
+                return;
+            }
+        }
+    }
+}
+
+/// True if stopped while waiting.
+async fn wait_or_stop(stop: &mut watch::Receiver<Option<i64>>, d: Duration) -> bool {
+    // A dropped sender (manager gone) counts as a stop too.
+    tokio::time::timeout(d, stop.wait_for(|s| s.is_some()))
+        .await
+        .is_ok()
+}
+
+async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result<Image, String> {
+    let images = env.images.clone();
+    let r = reference.to_string();
+    match tokio::task::spawn_blocking(move || images.resolve(&r)).await {
+        Ok(Ok(Some(img))) => Ok(img),
+        Ok(Ok(None)) => Err(format!(
+            "image {reference:?} is not present on this node (registry pulls come later: \
+             load it with `herd image import FILE`)"
+        )),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(format!("image lookup failed: {e}")),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_one<R: Runtime>(
+    env: &Env<R>,
+    pod: &Pod,
+    spec: &Container,
+    image: &Image,
+    id: &str,
+    dir: &std::path::Path,
+    attempt: u32,
+) -> Result<String, String> {
+    let argv = containers::argv(spec, &image.config).map_err(|e| e.to_string())?;
+    let resources = containers::resources(spec).map_err(|e| e.to_string())?;
+    let hostname = pod.metadata.name.chars().take(63).collect::<String>();
+    let envv = containers::env(spec, &image.config, &hostname);
+    let log_path = log_path(&env.logs_dir, &pod.metadata.uid, &spec.name, attempt);
+    // Keep this attempt's and the previous attempt's logs (`logs --previous`), no more.
+    if attempt > 2 {
+        let old = log_path.with_file_name(format!("{}.log", attempt - 2));
+        let _ = std::fs::remove_file(&old);
+        let _ = std::fs::remove_file(crate::worker::runtime::logs::rotated(&old));
+    }
+    if let Some(parent) = log_path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let images = env.images.clone();
+    let (img, d) = (image.clone(), dir.to_path_buf());
+    let rootfs = tokio::task::spawn_blocking(move || images.mount_rootfs(&img, &d))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    let cfg = ContainerConfig {
+        id: id.to_string(),
+        bundle_dir: dir.join("bundle"),
+        rootfs,
+        args: argv,
+        env: envv,
+        cwd: containers::cwd(spec, &image.config),
+        user: image.config.user.clone(),
+        hostname,
+        resources,
+        cgroup_path: format!("/herd/{}/{id}", pod.metadata.uid),
+        log_path,
+        log_max_bytes: env.log_max_bytes,
+    };
+    let started = env.runtime.start(&cfg).await.map_err(|e| e.to_string())?;
+    tracing::info!(container = %spec.name, pid = started.pid, "container started");
+    Ok(started.started_at)
+}
+
+/// SIGTERM, the grace period, then SIGKILL; every wait bounded.
+async fn terminate<R: Runtime>(
+    env: &Env<R>,
+    id: &str,
+    grace: Duration,
+) -> Result<Exit, crate::worker::runtime::RuntimeError> {
+    let _ = env.runtime.kill(id, libc::SIGTERM);
+    if let Ok(r) = tokio::time::timeout(grace, env.runtime.wait(id)).await {
+        return r;
+    }
+    let _ = env.runtime.kill(id, libc::SIGKILL);
+    match tokio::time::timeout(Duration::from_secs(10), env.runtime.wait(id)).await {
+        Ok(r) => r,
+        Err(_) => Err(crate::worker::runtime::RuntimeError::Failed {
+            id: id.to_string(),
+            message: "did not exit 10s after SIGKILL".into(),
+        }),
+    }
+}
+
+async fn cleanup<R: Runtime>(env: &Env<R>, id: &str, dir: &std::path::Path) {
+    if let Err(e) = env.runtime.remove(id).await {
+        tracing::warn!(%id, error = %e, "container removal incomplete");
+    }
+    let images = env.images.clone();
+    let d = dir.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = images.unmount_rootfs(&d) {
+            tracing::warn!(dir = %d.display(), error = %e, "rootfs unmount failed");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    })
+    .await;
+}

@@ -1,0 +1,223 @@
+//! Keeps the set of running pods equal to the desired set, level-triggered: `reconcile` can be
+//! called any number of times with the latest desired state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::container::{self, Env, Update};
+use super::phase;
+use crate::api::{ContainerStatus, Pod, PodStatus};
+use crate::proto::DesiredIndex;
+use crate::util::time::now_rfc3339;
+use crate::worker::runtime::Runtime;
+
+/// What the master wants, as last received. `index: None` until the first index arrives:
+/// until then nothing is stopped (a fresh session must not kill pods it has not heard of yet).
+#[derive(Debug, Default, Clone)]
+pub struct Desired {
+    pub index: Option<DesiredIndex>,
+    pub specs: BTreeMap<(String, String), Pod>,
+}
+
+impl Desired {
+    /// Pods the master wants, with their specs, in index order.
+    pub fn wanted(&self) -> Vec<&Pod> {
+        let Some(idx) = &self.index else { return Vec::new() };
+        idx.pods
+            .iter()
+            .filter_map(|k| {
+                self.specs
+                    .get(&(k.namespace.clone(), k.name.clone()))
+                    .filter(|p| p.metadata.uid == k.uid)
+            })
+            .collect()
+    }
+}
+
+/// A pod loop's report to the agent.
+#[derive(Debug, Clone)]
+pub enum Report {
+    Status { pod: Pod, status: PodStatus },
+    /// Every container of the pod is stopped and removed.
+    Stopped { pod: Pod },
+}
+
+struct Running {
+    pod: Pod,
+    stop: watch::Sender<Option<i64>>,
+    task: JoinHandle<()>,
+}
+
+pub struct Manager<R: Runtime> {
+    env: Arc<Env<R>>,
+    running: HashMap<String, Running>,
+    reports: mpsc::Sender<Report>,
+}
+
+impl<R: Runtime> Manager<R> {
+    pub fn new(env: Env<R>, reports: mpsc::Sender<Report>) -> Self {
+        Manager {
+            env: Arc::new(env),
+            running: HashMap::new(),
+            reports,
+        }
+    }
+
+    pub fn logs_dir(&self) -> PathBuf {
+        self.env.logs_dir.clone()
+    }
+
+    /// Starts wanted pods that are not running; stops running pods that are no longer wanted,
+    /// are being deleted, or whose spec changed (they start again with the new spec once
+    /// stopped).
+    pub fn reconcile(&mut self, desired: &Desired) {
+        if desired.index.is_none() {
+            return;
+        }
+        let wanted: HashMap<&str, &Pod> = desired
+            .wanted()
+            .into_iter()
+            .map(|p| (p.metadata.uid.as_str(), p))
+            .collect();
+        for (uid, r) in &self.running {
+            let grace = match wanted.get(uid.as_str()) {
+                None => Some(r.pod.spec.grace_seconds()),
+                Some(p) if p.metadata.deletion_timestamp.is_some() => Some(
+                    p.metadata
+                        .deletion_grace_period_seconds
+                        .unwrap_or(p.spec.grace_seconds()),
+                ),
+                Some(p) if p.metadata.generation != r.pod.metadata.generation => {
+                    Some(r.pod.spec.grace_seconds())
+                }
+                Some(_) => None,
+            };
+            if let Some(g) = grace {
+                if r.stop.borrow().is_none_or(|old| g < old) {
+                    tracing::info!(pod = %r.pod.metadata.name, grace = g, "stopping pod");
+                    r.stop.send_replace(Some(g));
+                }
+            }
+        }
+        for (uid, pod) in wanted {
+            if pod.metadata.deletion_timestamp.is_some() || self.running.contains_key(uid) {
+                continue;
+            }
+            self.spawn(pod.clone());
+        }
+    }
+
+    /// A pod loop ended: forget it (a later `reconcile` restarts it if still wanted).
+    pub fn finished(&mut self, uid: &str) {
+        if let Some(r) = self.running.get(uid) {
+            if r.task.is_finished() || r.stop.borrow().is_some() {
+                self.running.remove(uid);
+            }
+        }
+    }
+
+    pub fn is_running(&self, uid: &str) -> bool {
+        self.running.contains_key(uid)
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.running.len()
+    }
+
+    /// Stops every pod (each with its grace period) and waits for all of them.
+    pub async fn stop_all(&mut self) {
+        for r in self.running.values() {
+            r.stop.send_replace(Some(r.pod.spec.grace_seconds()));
+        }
+        for (_, r) in self.running.drain() {
+            let _ = r.task.await;
+        }
+    }
+
+    fn spawn(&mut self, pod: Pod) {
+        let (stop, stop_rx) = watch::channel(None);
+        let span = tracing::info_span!("pod", pod = %format!("{}/{}", pod.metadata.ns(), pod.metadata.name), uid = %pod.metadata.uid);
+        let task = tokio::spawn(
+            run_pod(self.env.clone(), pod.clone(), stop_rx, self.reports.clone()).instrument(span),
+        );
+        self.running.insert(
+            pod.metadata.uid.clone(),
+            Running { pod, stop, task },
+        );
+    }
+}
+
+async fn run_pod<R: Runtime>(
+    env: Arc<Env<R>>,
+    pod: Pod,
+    stop: watch::Receiver<Option<i64>>,
+    reports: mpsc::Sender<Report>,
+) {
+    tracing::info!("starting pod");
+    let n = pod.spec.containers.len();
+    let (tx, mut rx) = mpsc::channel::<Update>(64);
+    for i in 0..n {
+        tokio::spawn(
+            container::run(env.clone(), pod.clone(), i, tx.clone(), stop.clone())
+                .in_current_span(),
+        );
+    }
+    drop(tx);
+    let mut statuses: Vec<ContainerStatus> = pod
+        .spec
+        .containers
+        .iter()
+        .map(|c| ContainerStatus {
+            name: c.name.clone(),
+            image: c.image.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut restarting = vec![true; n];
+    let mut status = PodStatus {
+        start_time: Some(now_rfc3339()),
+        ..Default::default()
+    };
+    while let Some(u) = rx.recv().await {
+        if u.index >= n {
+            continue;
+        }
+        statuses[u.index] = u.status;
+        restarting[u.index] = u.will_restart;
+        let now = now_rfc3339();
+        status.phase = phase::phase(
+            pod.spec.restart_policy,
+            &statuses,
+            restarting.iter().any(|r| *r),
+        );
+        status.container_statuses = statuses.clone();
+        phase::conditions(&mut status.conditions, &statuses, &now);
+        status.observed_generation = Some(pod.metadata.generation);
+        let _ = reports
+            .send(Report::Status {
+                pod: pod.clone(),
+                status: status.clone(),
+            })
+            .await;
+    }
+    // The pod-level cgroup, container dirs and logs go with the pod (leaf cgroups and rootfs
+    // went with each container).
+    let uid = pod.metadata.uid.clone();
+    let (containers, logs) = (env.containers_dir.join(&uid), env.logs_dir.join(&uid));
+    let _ = tokio::task::spawn_blocking(move || {
+        let cg = format!("/herd/{uid}");
+        if let Err(e) = crate::worker::runtime::cgroups::remove(&cg, std::time::Duration::from_secs(5)) {
+            tracing::warn!(cgroup = %cg, error = %e, "pod cgroup not removed");
+        }
+        let _ = std::fs::remove_dir_all(containers);
+        let _ = std::fs::remove_dir_all(logs);
+    })
+    .await;
+    tracing::info!("pod stopped");
+    let _ = reports.send(Report::Stopped { pod }).await;
+}

@@ -1,0 +1,560 @@
+//! OCI bundle generation: `ContainerConfig` → `oci_spec::runtime::Spec`.
+//!
+//! Pure except for [`read_user_db`], which reads the image's `/etc/passwd` and `/etc/group`
+//! confined to the rootfs (a hostile image must not make the worker read host files through
+//! symlinks).
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory,
+    LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimitBuilder,
+    PosixRlimitType, Root, Spec, User,
+};
+
+use super::ContainerConfig;
+
+/// PATH used when the image config does not set one (libcontainer refuses to exec without it).
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("container {id}: user {user:?}: {reason}")]
+    User {
+        id: String,
+        user: String,
+        reason: String,
+    },
+    #[error("container {id}: {path}: {source}")]
+    Io {
+        id: String,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("container {id}: empty args")]
+    NoArgs { id: String },
+    #[error("container {id}: building spec: {message}")]
+    Spec { id: String, message: String },
+}
+
+/// The uid/gid set a container process runs as.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+}
+
+struct PasswdEntry<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+}
+
+struct GroupEntry<'a> {
+    name: &'a str,
+    gid: u32,
+    members: Vec<&'a str>,
+}
+
+fn parse_passwd(text: &str) -> Vec<PasswdEntry<'_>> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(PasswdEntry {
+                name: f.first()?,
+                uid: f.get(2)?.parse().ok()?,
+                gid: f.get(3)?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+fn parse_group(text: &str) -> Vec<GroupEntry<'_>> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some(GroupEntry {
+                name: f.first()?,
+                gid: f.get(2)?.parse().ok()?,
+                members: f
+                    .get(3)
+                    .map(|m| m.split(',').filter(|s| !s.is_empty()).collect())
+                    .unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+/// Resolves an image `User` string against passwd/group contents (either may be empty when
+/// the image has no such file). Semantics follow Docker: a numeric uid needs no passwd entry;
+/// a name must exist; supplementary groups come from /etc/group membership only when no group
+/// was given explicitly.
+pub fn resolve_user(user: &str, passwd: &str, group: &str) -> Result<ResolvedUser, String> {
+    let users = parse_passwd(passwd);
+    let groups = parse_group(group);
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let user_part = if user_part.is_empty() { "0" } else { user_part };
+
+    let (uid, mut gid, name) = match user_part.parse::<u32>() {
+        Ok(uid) => match users.iter().find(|e| e.uid == uid) {
+            Some(e) => (uid, e.gid, Some(e.name)),
+            None => (uid, 0, None),
+        },
+        Err(_) => match users.iter().find(|e| e.name == user_part) {
+            Some(e) => (e.uid, e.gid, Some(e.name)),
+            None => return Err(format!("no user {user_part:?} in /etc/passwd")),
+        },
+    };
+
+    let mut additional_gids = Vec::new();
+    match group_part {
+        Some(g) if !g.is_empty() => {
+            gid = match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => match groups.iter().find(|e| e.name == g) {
+                    Some(e) => e.gid,
+                    None => return Err(format!("no group {g:?} in /etc/group")),
+                },
+            };
+        }
+        Some(_) => return Err("empty group after ':'".to_owned()),
+        None => {
+            if let Some(name) = name {
+                for g in groups.iter().filter(|g| g.members.contains(&name)) {
+                    if g.gid != gid && !additional_gids.contains(&g.gid) {
+                        additional_gids.push(g.gid);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+    })
+}
+
+/// Reads `path` (absolute inside the container, e.g. `/etc/passwd`) with every path component
+/// resolved inside `rootfs` (`openat2` + `RESOLVE_IN_ROOT`): symlinks in the image cannot
+/// point the worker at host files. A missing file reads as empty.
+pub fn read_in_root(rootfs: &Path, path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    let root = std::fs::File::open(rootfs)?;
+    let cpath = std::ffi::CString::new(path)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 reads `how` (size passed) and the NUL-terminated path; both outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            cpath.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() == std::io::ErrorKind::NotFound {
+            return Ok(String::new());
+        }
+        return Err(err);
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else owns it.
+    let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd as i32) });
+    let mut text = String::new();
+    // /etc/passwd is small; cap the read so a huge file cannot balloon the shim.
+    file.by_ref().take(4 << 20).read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// Reads passwd/group from the rootfs and resolves `cfg.user`.
+pub fn user_for(cfg: &ContainerConfig) -> Result<ResolvedUser, BundleError> {
+    let read = |p: &str| {
+        read_in_root(&cfg.rootfs, p).map_err(|source| BundleError::Io {
+            id: cfg.id.clone(),
+            path: cfg.rootfs.join(p.trim_start_matches('/')),
+            source,
+        })
+    };
+    let passwd = read("/etc/passwd")?;
+    let group = read("/etc/group")?;
+    resolve_user(&cfg.user, &passwd, &group).map_err(|reason| BundleError::User {
+        id: cfg.id.clone(),
+        user: cfg.user.clone(),
+        reason,
+    })
+}
+
+/// Docker's default capability set: enough for ordinary images (chown files, bind low ports,
+/// drop to another user), nothing that reaches the host (no SYS_ADMIN, NET_ADMIN, SYS_MODULE…).
+fn default_capabilities() -> LinuxCapabilities {
+    let set: oci_spec::runtime::Capabilities = [
+        Capability::Chown,
+        Capability::DacOverride,
+        Capability::Fsetid,
+        Capability::Fowner,
+        Capability::Mknod,
+        Capability::NetRaw,
+        Capability::Setgid,
+        Capability::Setuid,
+        Capability::Setfcap,
+        Capability::Setpcap,
+        Capability::NetBindService,
+        Capability::SysChroot,
+        Capability::Kill,
+        Capability::AuditWrite,
+    ]
+    .into_iter()
+    .collect();
+    let mut caps = LinuxCapabilities::default();
+    caps.set_bounding(Some(set.clone()))
+        .set_effective(Some(set.clone()))
+        .set_permitted(Some(set))
+        .set_inheritable(Some(Default::default()))
+        .set_ambient(Some(Default::default()));
+    caps
+}
+
+fn resources(cfg: &ContainerConfig) -> LinuxResources {
+    let r = &cfg.resources;
+    let mut res = LinuxResources::default();
+    // Deny every device first, as Docker does: libcgroups then appends its default allow list
+    // (null, zero, full, tty, urandom, random, pts, …). Without the deny, v1 inherits "a *:* rwm".
+    let mut deny_all = LinuxDeviceCgroup::default();
+    deny_all
+        .set_allow(false)
+        .set_typ(Some(LinuxDeviceType::A))
+        .set_access(Some("rwm".to_owned()));
+    res.set_devices(Some(vec![deny_all]));
+    if let Some(limit) = r.memory_limit_bytes {
+        let mut m = LinuxMemory::default();
+        // swap = limit: no swap on top of the limit (k8s semantics).
+        m.set_limit(Some(limit)).set_swap(Some(limit));
+        res.set_memory(Some(m));
+    }
+    if r.cpu_quota_us.is_some() || r.cpu_period_us.is_some() || r.cpu_shares.is_some() {
+        let mut c = LinuxCpu::default();
+        c.set_quota(r.cpu_quota_us)
+            .set_period(r.cpu_period_us)
+            .set_shares(r.cpu_shares);
+        res.set_cpu(Some(c));
+    }
+    if let Some(limit) = r.pids_limit {
+        let mut p = LinuxPids::default();
+        p.set_limit(limit);
+        res.set_pids(Some(p));
+    }
+    res
+}
+
+fn mounts() -> Vec<Mount> {
+    // oci_spec's defaults are runc's: proc, /dev tmpfs, devpts, shm, mqueue, sysfs ro, cgroup ro.
+    oci_spec::runtime::get_default_mounts()
+}
+
+/// Builds the spec for `cfg` with an already resolved user. Pure.
+pub fn spec_for(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Spec, BundleError> {
+    if cfg.args.is_empty() {
+        return Err(BundleError::NoArgs { id: cfg.id.clone() });
+    }
+    let mut spec = Spec::default();
+    spec.set_version("1.0.2".to_owned());
+    spec.set_hostname(Some(if cfg.hostname.is_empty() {
+        cfg.id.clone()
+    } else {
+        cfg.hostname.clone()
+    }));
+    spec.set_annotations(Some(HashMap::new()));
+    spec.set_mounts(Some(mounts()));
+
+    let mut root = Root::default();
+    root.set_path(cfg.rootfs.clone()).set_readonly(Some(false));
+    spec.set_root(Some(root));
+
+    let mut env = cfg.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, DEFAULT_PATH.to_owned());
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!(
+            "HOSTNAME={}",
+            spec.hostname().as_deref().unwrap_or_default()
+        ));
+    }
+    let mut process = spec.process().clone().unwrap_or_default();
+    let mut u = User::default();
+    u.set_uid(user.uid).set_gid(user.gid).set_additional_gids(
+        (!user.additional_gids.is_empty()).then(|| user.additional_gids.clone()),
+    );
+    let nofile = PosixRlimitBuilder::default()
+        .typ(PosixRlimitType::RlimitNofile)
+        .soft(1024u64)
+        .hard(1024u64)
+        .build()
+        .map_err(|e| BundleError::Spec {
+            id: cfg.id.clone(),
+            message: e.to_string(),
+        })?;
+    process
+        .set_terminal(Some(false))
+        .set_args(Some(cfg.args.clone()))
+        .set_env(Some(env))
+        .set_cwd(if cfg.cwd.is_empty() {
+            PathBuf::from("/")
+        } else {
+            PathBuf::from(&cfg.cwd)
+        })
+        .set_user(u)
+        .set_no_new_privileges(Some(true))
+        .set_capabilities(Some(default_capabilities()))
+        .set_rlimits(Some(vec![nofile]))
+        .set_oom_score_adj(None);
+    spec.set_process(Some(process));
+
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    let namespaces = [
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Cgroup,
+    ]
+    .into_iter()
+    .map(|t| {
+        let mut ns = LinuxNamespace::default();
+        ns.set_typ(t);
+        ns
+    })
+    .collect();
+    let mut masked = oci_spec::runtime::get_default_maskedpaths();
+    masked.extend(
+        ["/proc/interrupts", "/proc/sys/firmware", "/sys/devices/virtual/powercap"]
+            .map(str::to_owned),
+    );
+    linux
+        .set_namespaces(Some(namespaces))
+        .set_cgroups_path(Some(PathBuf::from(&cfg.cgroup_path)))
+        .set_resources(Some(resources(cfg)))
+        .set_masked_paths(Some(masked))
+        .set_readonly_paths(Some(oci_spec::runtime::get_default_readonly_paths()));
+    spec.set_linux(Some(linux));
+    Ok(spec)
+}
+
+/// Resolves the user and builds the spec (reads the rootfs' passwd/group).
+pub fn build_spec(cfg: &ContainerConfig) -> Result<Spec, BundleError> {
+    let user = user_for(cfg)?;
+    spec_for(cfg, &user)
+}
+
+/// Drops the swap limit on a cgroup v1 host without swap accounting, where libcgroups would
+/// fail writing `memory.memsw.limit_in_bytes`; there the memory limit alone applies.
+fn fit_to_host(spec: &mut Spec) {
+    let v1_no_memsw = !super::cgroups::is_unified()
+        && !Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
+    if !v1_no_memsw {
+        return;
+    }
+    if let Some(linux) = spec.linux_mut() {
+        if let Some(res) = linux.resources_mut() {
+            if let Some(mem) = res.memory_mut() {
+                mem.set_swap(None);
+            }
+        }
+    }
+}
+
+/// Writes `<bundle_dir>/config.json` for `cfg`.
+pub fn write_bundle(cfg: &ContainerConfig) -> Result<Spec, BundleError> {
+    let mut spec = build_spec(cfg)?;
+    fit_to_host(&mut spec);
+    let json = serde_json::to_vec_pretty(&spec).map_err(|e| BundleError::Spec {
+        id: cfg.id.clone(),
+        message: e.to_string(),
+    })?;
+    let path = cfg.bundle_dir.join("config.json");
+    crate::util::fsutil::write_atomic(&path, &json, 0o600).map_err(|source| BundleError::Io {
+        id: cfg.id.clone(),
+        path,
+        source,
+    })?;
+    Ok(spec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::worker::runtime::Resources;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+        daemon:x:1:1::/:/bin/false\n\
+        # comment\n\
+        web:x:1000:1000::/home/web:/bin/sh\n\
+        broken-line\n";
+    const GROUP: &str = "root:x:0:\nwheel:x:10:root,web\nweb:x:1000:\naudio:x:29:web\n";
+
+    fn cfg() -> ContainerConfig {
+        ContainerConfig {
+            id: "abc-web-0".into(),
+            bundle_dir: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            args: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            env: vec!["A=1".into()],
+            cwd: "".into(),
+            user: "".into(),
+            hostname: "web".into(),
+            resources: Resources {
+                memory_limit_bytes: Some(64 << 20),
+                cpu_quota_us: Some(50_000),
+                cpu_period_us: Some(100_000),
+                cpu_shares: Some(512),
+                pids_limit: Some(100),
+            },
+            cgroup_path: "/herd/pod1/abc-web-0".into(),
+            log_path: "/b/log".into(),
+            log_max_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn empty_user_is_root_with_its_groups() {
+        let u = resolve_user("", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid, u.additional_gids), (0, 0, vec![10]));
+    }
+
+    #[test]
+    fn name_resolves_uid_gid_and_supplementary_groups() {
+        let u = resolve_user("web", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid, u.additional_gids), (1000, 1000, vec![10, 29]));
+    }
+
+    #[test]
+    fn numeric_uid_without_passwd_entry_runs_with_gid_zero() {
+        let u = resolve_user("4242", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid), (4242, 0));
+        let u = resolve_user("4242:77", "", "").unwrap();
+        assert_eq!((u.uid, u.gid, u.additional_gids.len()), (4242, 77, 0));
+    }
+
+    #[test]
+    fn name_and_group_name_resolve_without_supplementary_groups() {
+        let u = resolve_user("web:audio", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid, u.additional_gids.len()), (1000, 29, 0));
+        let u = resolve_user("1:wheel", PASSWD, GROUP).unwrap();
+        assert_eq!((u.uid, u.gid), (1, 10));
+    }
+
+    #[test]
+    fn unknown_names_are_errors() {
+        assert!(resolve_user("nobody", PASSWD, GROUP).is_err());
+        assert!(resolve_user("web:nogroup", PASSWD, GROUP).is_err());
+        assert!(resolve_user("web:", PASSWD, GROUP).is_err());
+    }
+
+    #[test]
+    fn spec_carries_process_namespaces_and_resources() {
+        let c = cfg();
+        let spec = spec_for(&c, &ResolvedUser::default()).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.args().as_ref().unwrap(), &c.args);
+        let env = p.env().as_ref().unwrap();
+        assert!(env.iter().any(|e| e.starts_with("PATH=")));
+        assert!(env.contains(&"A=1".to_owned()));
+        assert_eq!(p.cwd(), Path::new("/"));
+        assert_eq!(p.no_new_privileges(), Some(true));
+        let caps = p.capabilities().as_ref().unwrap();
+        assert!(!caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
+        assert!(caps.bounding().as_ref().unwrap().contains(&Capability::Chown));
+        assert_eq!(spec.hostname().as_deref(), Some("web"));
+
+        let linux = spec.linux().as_ref().unwrap();
+        let ns: Vec<_> = linux
+            .namespaces()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|n| n.typ())
+            .collect();
+        for t in [
+            LinuxNamespaceType::Pid,
+            LinuxNamespaceType::Mount,
+            LinuxNamespaceType::Network,
+            LinuxNamespaceType::Uts,
+            LinuxNamespaceType::Ipc,
+        ] {
+            assert!(ns.contains(&t), "{t:?}");
+        }
+        assert_eq!(
+            linux.cgroups_path().as_deref(),
+            Some(Path::new("/herd/pod1/abc-web-0"))
+        );
+        let res = linux.resources().as_ref().unwrap();
+        assert_eq!(res.memory().as_ref().unwrap().limit(), Some(64 << 20));
+        let cpu = res.cpu().as_ref().unwrap();
+        assert_eq!((cpu.quota(), cpu.period(), cpu.shares()), (Some(50_000), Some(100_000), Some(512)));
+        assert_eq!(res.pids().as_ref().unwrap().limit(), 100);
+        assert!(!res.devices().as_ref().unwrap()[0].allow());
+        assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_owned()));
+        let mounts: Vec<_> = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.destination().clone())
+            .collect();
+        for d in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"] {
+            assert!(mounts.contains(&PathBuf::from(d)), "{d}");
+        }
+        // Round-trips as the JSON libcontainer will load.
+        let json = serde_json::to_string(&spec).unwrap();
+        let back: Spec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, spec);
+    }
+
+    #[test]
+    fn empty_args_are_rejected() {
+        let mut c = cfg();
+        c.args.clear();
+        assert!(matches!(
+            spec_for(&c, &ResolvedUser::default()),
+            Err(BundleError::NoArgs { .. })
+        ));
+    }
+
+    #[test]
+    fn passwd_symlink_cannot_escape_the_rootfs() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        let outside = dir.path().join("secret");
+        std::fs::write(&outside, "evil:x:0:0::/:/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("etc/passwd")).unwrap();
+        // The absolute symlink target is re-rooted inside the rootfs, where it does not exist.
+        assert_eq!(read_in_root(&root, "/etc/passwd").unwrap(), "");
+        std::fs::write(root.join("etc/group"), "g:x:5:\n").unwrap();
+        assert_eq!(read_in_root(&root, "/etc/group").unwrap(), "g:x:5:\n");
+    }
+}

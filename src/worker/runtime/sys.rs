@@ -1,0 +1,185 @@
+//! Thin wrappers over the Linux calls the runtime needs that nix 0.29 lacks or that must stay
+//! allocation-free: pidfds, `waitid` on a pidfd, and sealed memfd copies of the herd binary.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// `pidfd_open(pid, 0)`: a handle that names exactly this process, so a recycled pid can never
+/// be signalled or waited on by mistake, and that polls readable once the process exits.
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// `pidfd_send_signal(pidfd, sig)`.
+pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: i32) -> io::Result<()> {
+    // SAFETY: plain syscall on an fd we own; null siginfo means "like kill(2)".
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a process ended, as `waitid` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStatus {
+    Exited(i32),
+    Signaled(i32),
+}
+
+/// `waitid(P_PIDFD, pidfd, WEXITED [| WNOWAIT])` for a child of this process. With
+/// `keep_zombie` the child stays unreaped so its pid cannot be recycled while we clean up.
+pub fn waitid_pidfd(pidfd: &OwnedFd, keep_zombie: bool) -> io::Result<WaitStatus> {
+    // SAFETY: siginfo_t is plain data; zeroed is a valid initial value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let mut flags = libc::WEXITED;
+    if keep_zombie {
+        flags |= libc::WNOWAIT;
+    }
+    loop {
+        // SAFETY: info is a valid out-pointer for the duration of the call.
+        let r = unsafe {
+            libc::waitid(
+                libc::P_PIDFD,
+                pidfd.as_raw_fd() as libc::id_t,
+                &mut info,
+                flags,
+            )
+        };
+        if r == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err);
+        }
+    }
+    // SAFETY: after a successful WEXITED waitid the si_status/si_code fields are filled in.
+    let (code, status) = unsafe { (info.si_code, info.si_status()) };
+    Ok(if code == libc::CLD_EXITED {
+        WaitStatus::Exited(status)
+    } else {
+        WaitStatus::Signaled(status)
+    })
+}
+
+const MFD_EXEC: libc::c_uint = 0x0010;
+const ALL_SEALS: libc::c_int =
+    libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+
+/// A sealed, executable in-memory copy of `src`. Executing the shim from it means the image a
+/// container could reach through `/proc/<pid>/exe` is this copy, which no one can write to:
+/// the mitigation for CVE-2019-5736.
+pub fn sealed_copy(src: &Path) -> io::Result<OwnedFd> {
+    let name = c"herd-shim";
+    let base = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create takes a NUL-terminated name and flags.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), base | MFD_EXEC) };
+    if fd < 0 {
+        // Kernels before 6.3 reject MFD_EXEC; they make every memfd executable anyway.
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), base) };
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd from the kernel, owned by nobody else.
+    let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut out = std::fs::File::from(memfd);
+    let mut input = std::fs::File::open(src)?;
+    io::copy(&mut input, &mut out)?;
+    let memfd = OwnedFd::from(out);
+    // SAFETY: fcntl on an fd we own.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, ALL_SEALS) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(memfd)
+}
+
+/// True when `fd` is a memfd carrying every seal [`sealed_copy`] sets.
+pub fn is_sealed(fd: RawFd) -> bool {
+    // SAFETY: F_GET_SEALS only reads; on a non-memfd it fails with EINVAL.
+    let seals = unsafe { libc::fcntl(fd, libc::F_GET_SEALS) };
+    seals >= 0 && seals & ALL_SEALS == ALL_SEALS
+}
+
+/// True when this process runs from a sealed memfd.
+pub fn running_sealed() -> bool {
+    std::fs::File::open("/proc/self/exe")
+        .map(|f| is_sealed(f.as_raw_fd()))
+        .unwrap_or(false)
+}
+
+/// Re-executes this process from a sealed copy of its own binary (same argv and env). Only
+/// returns on failure.
+pub fn reexec_sealed(argv: &[String]) -> io::Error {
+    let memfd = match sealed_copy(Path::new("/proc/self/exe")) {
+        Ok(fd) => fd,
+        Err(e) => return e,
+    };
+    let cargs: Vec<std::ffi::CString> = match argv
+        .iter()
+        .map(|a| std::ffi::CString::new(a.as_bytes()))
+        .collect()
+    {
+        Ok(v) => v,
+        Err(e) => return io::Error::new(io::ErrorKind::InvalidInput, e),
+    };
+    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: argv is a NULL-terminated array of valid C strings that outlive the call; environ
+    // is the process environment. An ELF binary runs fine from a CLOEXEC fd.
+    unsafe { libc::fexecve(memfd.as_raw_fd(), ptrs.as_ptr(), environ) };
+    io::Error::last_os_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_copy_is_identical_and_cannot_be_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("bin");
+        std::fs::write(&src, b"\x7fELF not really").unwrap();
+        let fd = sealed_copy(&src).unwrap();
+        assert!(is_sealed(fd.as_raw_fd()));
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        assert_eq!(std::fs::read(&path).unwrap(), b"\x7fELF not really");
+        let w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+        assert!(w.is_err(), "a sealed memfd must refuse writes");
+        assert!(!is_sealed(std::fs::File::open(&src).unwrap().as_raw_fd()));
+    }
+
+    #[test]
+    fn pidfd_waits_for_a_child_and_reports_its_code() {
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", "exit 7"])
+            .spawn()
+            .unwrap();
+        let fd = pidfd_open(child.id() as i32).unwrap();
+        assert_eq!(waitid_pidfd(&fd, true).unwrap(), WaitStatus::Exited(7));
+        assert_eq!(waitid_pidfd(&fd, false).unwrap(), WaitStatus::Exited(7));
+    }
+}

@@ -1,0 +1,318 @@
+//! A real cluster of `herd` processes on 127.0.0.1 for integration tests: master and workers
+//! as separate processes with their own data dirs, the CLI run as a subprocess, and cleanup of
+//! every process, container, cgroup and mount on drop (even when the test fails).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A busybox image archive built from Debian's busybox-static by `scripts/busybox-image`.
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let out = dir.join("busybox.tar");
+    let st = Command::new("bash")
+        .arg(repo().join("scripts/busybox-image"))
+        .arg(&out)
+        .status()
+        .expect("run scripts/busybox-image");
+    assert!(st.success(), "scripts/busybox-image failed");
+    out
+}
+
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+    pub data_dir: PathBuf,
+}
+
+pub struct Cluster {
+    pub tmp: tempfile::TempDir,
+    pub master: Proc,
+    pub api_url: String,
+    pub token: String,
+    pub workers: Vec<Proc>,
+    pub image: PathBuf,
+}
+
+/// Reads a child's stdout until `pred` matches a line, bounded by `timeout`; the rest of the
+/// output keeps draining on a thread so the child never blocks on a full pipe.
+fn wait_for_lines(child: &mut Child, timeout: Duration, want: usize) -> Vec<String> {
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                // Receiver gone: keep draining silently.
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut lines = Vec::new();
+    while lines.len() < want {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => lines.push(l),
+            Err(_) => break,
+        }
+    }
+    lines
+}
+
+impl Cluster {
+    pub fn start(worker_labels: &[&[&str]]) -> Cluster {
+        let tmp = tempfile::Builder::new().prefix("herd-it-").tempdir().expect("tempdir");
+        let image = busybox_tar(tmp.path());
+        let mdir = tmp.path().join("master");
+        let mut child = Command::new(HERD)
+            .args(["master", "--api-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&mdir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(std::fs::File::create(tmp.path().join("master.log")).expect("log")))
+            .spawn()
+            .expect("spawn master");
+        let lines = wait_for_lines(&mut child, Duration::from_secs(20), 6);
+        let mut master = Proc { name: "master".into(), child, data_dir: mdir };
+        let join = lines.iter().find(|l| l.trim_start().starts_with("herd worker --join"));
+        let Some(join) = join else {
+            let _ = master.child.kill();
+            panic!("master printed no join line: {lines:?}");
+        };
+        let parts: Vec<&str> = join.split_whitespace().collect();
+        let api_url = parts[3].to_string();
+        let token = parts[5].to_string();
+        let mut c = Cluster { tmp, master, api_url, token, workers: Vec::new(), image };
+        for (i, labels) in worker_labels.iter().enumerate() {
+            c.add_worker(&format!("w{}", i + 1), labels);
+        }
+        c
+    }
+
+    pub fn config(&self) -> PathBuf {
+        self.master.data_dir.join("admin.conf")
+    }
+
+    pub fn add_worker(&mut self, name: &str, labels: &[&str]) {
+        let dir = self.tmp.path().join(name);
+        std::fs::create_dir_all(&dir).expect("worker dir");
+        let st = Command::new(HERD)
+            .args(["image", "import"])
+            .arg(&self.image)
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .expect("image import");
+        assert!(st.status.success(), "image import: {}", String::from_utf8_lossy(&st.stderr));
+        let mut cmd = Command::new(HERD);
+        cmd.args(["worker", "--join", &self.api_url, "--token", &self.token, "--node-name", name, "--heartbeat-seconds", "1", "--data-dir"])
+            .arg(&dir)
+            .env("HERD_RESTART_BACKOFF_BASE_MS", "300");
+        for l in labels {
+            cmd.args(["--node-label", l]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(self.tmp.path().join(format!("{name}.log"))).expect("log")))
+            .spawn()
+            .expect("spawn worker");
+        self.workers.push(Proc { name: name.into(), child, data_dir: dir });
+    }
+
+    /// Runs the CLI against this cluster; returns (success, stdout, stderr).
+    pub fn herd(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+        let mut cmd = Command::new(HERD);
+        cmd.arg("--config").arg(self.config()).args(args);
+        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn herd cli");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut si = child.stdin.take().expect("stdin");
+            si.write_all(input.as_bytes()).expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("cli output");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn get_json(&self, args: &[&str]) -> Option<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend(["-o", "json"]);
+        let (ok, out, _) = self.herd(&a, None);
+        if !ok {
+            return None;
+        }
+        serde_json::from_str(&out).ok()
+    }
+
+    /// Polls `f` every 200 ms until it returns Some, at most `timeout`.
+    pub fn wait<T>(&self, what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            if Instant::now() > deadline {
+                self.dump_logs();
+                panic!("timed out after {timeout:?} waiting for {what}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn node_ready(&self, name: &str) -> Option<bool> {
+        let n = self.get_json(&["get", "node", name])?;
+        let conds = n["status"]["conditions"].as_array()?;
+        Some(conds.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    }
+
+    pub fn wait_nodes_ready(&self) {
+        for w in &self.workers {
+            self.wait(&format!("node {} Ready", w.name), Duration::from_secs(30), || {
+                self.node_ready(&w.name).filter(|r| *r)
+            });
+        }
+    }
+
+    pub fn pod(&self, name: &str) -> Option<serde_json::Value> {
+        self.get_json(&["get", "pod", name])
+    }
+
+    pub fn dump_logs(&self) {
+        for f in ["master.log", "w1.log", "w2.log", "w3.log"] {
+            if let Ok(s) = std::fs::read_to_string(self.tmp.path().join(f)) {
+                let tail: Vec<&str> = s.lines().rev().take(40).collect();
+                eprintln!("---- {f} (last 40 lines) ----");
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+
+    pub fn worker(&mut self, name: &str) -> &mut Proc {
+        self.workers.iter_mut().find(|w| w.name == name).expect("worker")
+    }
+}
+
+fn term_and_reap(p: &mut Proc) {
+    let pid = nix::unistd::Pid::from_raw(p.child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = p.child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+}
+
+/// Kills whatever a (possibly SIGKILLed) worker left behind under `dir`: shims and their
+/// containers, cgroups named in its bundles, overlay mounts.
+pub fn scrub(dir: &Path) {
+    let dir_s = dir.to_string_lossy().into_owned();
+    // Shim processes carry their bundle path (under the data dir) on the command line.
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmd).contains(&dir_s) && pid != std::process::id() as i32 {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    // Container processes: everything in the cgroups of pods this worker ran.
+    let pods: Vec<String> = std::fs::read_dir(dir.join("containers"))
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    for uid in &pods {
+        for root in cgroup_roots() {
+            let pod_cg = root.join("herd").join(uid);
+            kill_and_remove_cgroup(&pod_cg);
+        }
+    }
+    // Overlay mounts under the data dir, deepest first.
+    let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(4).map(str::to_string))
+        .filter(|m| m.starts_with(&dir_s))
+        .collect();
+    mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in mounts {
+        let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let mut roots = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.join("cgroup.procs").exists() || p.is_dir() {
+                roots.push(p);
+            }
+        }
+    }
+    roots.push(PathBuf::from("/sys/fs/cgroup"));
+    roots
+}
+
+fn kill_and_remove_cgroup(p: &Path) {
+    if !p.is_dir() {
+        return;
+    }
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.path().is_dir() {
+                kill_and_remove_cgroup(&e.path());
+            }
+        }
+    }
+    for _ in 0..20 {
+        let procs = std::fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default();
+        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        if pids.is_empty() {
+            break;
+        }
+        for pid in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir(p);
+}
+
+/// Directories of a cgroup path across hierarchies (v1: one per controller; v2: one).
+pub fn cgroup_dirs(rel: &str) -> Vec<PathBuf> {
+    cgroup_roots()
+        .into_iter()
+        .map(|r| r.join(rel.trim_start_matches('/')))
+        .filter(|p| p.is_dir())
+        .collect()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
+        for w in &mut self.workers {
+            term_and_reap(w);
+            scrub(&w.data_dir);
+        }
+        term_and_reap(&mut self.master);
+    }
+}
