@@ -81,15 +81,15 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         backoff_base: backoff_base(),
     };
     let (tx, rx) = watch::channel(false);
-    let run = tokio::spawn(worker::run(cfg, rx));
+    let mut run = tokio::spawn(worker::run(cfg, rx));
     tokio::select! {
-        r = run => return r.context("worker task")?.context("worker"),
+        r = &mut run => return r.context("worker task")?.context("worker"),
         _ = signalled() => {}
     }
     tracing::info!("shutting down");
     tx.send_replace(true);
     // The worker stops its pods (each within its grace period) before returning.
-    Ok(())
+    run.await.context("worker task")?.context("worker")
 }
 
 pub async fn up(args: &UpArgs) -> anyhow::Result<()> {

@@ -202,3 +202,26 @@ fn malformed_mqtt_payloads_are_dropped_and_the_cluster_keeps_working() {
     });
     assert!(c.herd(&["delete", "pod", "after", "--grace-period", "1"], None).0);
 }
+
+#[test]
+fn an_external_mosquitto_broker_carries_the_cluster() {
+    let broker = common::Mosquitto::start();
+    let c = Cluster::start_with(&[&[]], Some(&broker.url()));
+    c.wait_nodes_ready();
+    let creds: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(c.workers[0].data_dir.join("node.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(creds["mqttUrl"], broker.url(), "workers must be told the external broker");
+    let yaml = pod_yaml("ext", "", "echo via-mosquitto; sleep 600");
+    assert!(c.herd(&["apply", "-f", "-"], Some(&yaml)).0);
+    c.wait("pod Running via mosquitto", Duration::from_secs(60), || {
+        phase(&c, "ext").filter(|p| p == "Running")
+    });
+    let out = c.wait("logs via mosquitto", Duration::from_secs(20), || {
+        let (ok, out, _) = c.herd(&["logs", "ext"], None);
+        (ok && out.contains("via-mosquitto")).then_some(out)
+    });
+    assert!(out.contains("via-mosquitto"));
+    assert!(c.herd(&["delete", "pod", "ext", "--grace-period", "1"], None).0);
+}

@@ -18,7 +18,8 @@ pub enum ApiError {
     Unreachable { server: String },
     #[error("{server}: https is not supported by this client yet; use an http:// server")]
     HttpsUnsupported { server: String },
-    #[error("{method} {url}: {source}")]
+    /// The cause is the `source()`, printed by the error chain (`{:#}`).
+    #[error("{method} {url}")]
     Transport {
         method: &'static str,
         url: String,

@@ -12,18 +12,20 @@ use serde::{Deserialize, Serialize};
 
 /// Everything that can go wrong finding, reading or writing the config.
 #[derive(Debug, thiserror::Error)]
+/// Causes are part of the message (not `source()`), so printing with or without the
+/// error chain shows them exactly once.
 pub enum ConfigError {
     #[error("no config: pass --config or set HERD_CONFIG or run herd up")]
     NoConfig,
-    #[error("{}: {source}", show(path))]
+    #[error("{}: {error}", show(path))]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{}: not a kubeconfig: {source}", show(path))]
+    #[error("{}: not a kubeconfig: {error}", show(path))]
     Parse {
         path: PathBuf,
-        source: yaml_serde::Error,
+        error: yaml_serde::Error,
     },
     #[error("{}: no current-context set: pass --context", show(path))]
     NoCurrentContext { path: PathBuf },
@@ -48,15 +50,15 @@ pub enum ConfigError {
         show(path)
     )]
     NoToken { path: PathBuf, name: String },
-    #[error("{}: cannot encode config: {source}", show(path))]
+    #[error("{}: cannot encode config: {error}", show(path))]
     Encode {
         path: PathBuf,
-        source: yaml_serde::Error,
+        error: yaml_serde::Error,
     },
-    #[error("{}: cannot write: {source}", show(path))]
+    #[error("{}: cannot write: {error}", show(path))]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -220,9 +222,9 @@ pub fn load(explicit: Option<&Path>, context: Option<&str>) -> Result<Resolved, 
 
 /// Reads and parses one file.
 pub fn read(path: &Path) -> Result<KubeConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
     parse(path, &text)
 }
@@ -231,9 +233,9 @@ fn parse(path: &Path, text: &str) -> Result<KubeConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(KubeConfig::default());
     }
-    yaml_serde::from_str(text).map_err(|source| ConfigError::Parse {
+    yaml_serde::from_str(text).map_err(|error| ConfigError::Parse {
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
@@ -360,10 +362,10 @@ pub fn write_admin_config(
     let mut cfg = match std::fs::read_to_string(path) {
         Ok(text) => parse(path, &text)?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => KubeConfig::default(),
-        Err(source) => {
+        Err(error) => {
             return Err(ConfigError::Read {
                 path: path.to_path_buf(),
-                source,
+                error,
             })
         }
     };
@@ -373,13 +375,13 @@ pub fn write_admin_config(
 
 /// Serialises and writes atomically (0600), creating the parent directory (0700) if needed.
 pub fn save(path: &Path, cfg: &KubeConfig) -> Result<(), ConfigError> {
-    let text = yaml_serde::to_string(cfg).map_err(|source| ConfigError::Encode {
+    let text = yaml_serde::to_string(cfg).map_err(|error| ConfigError::Encode {
         path: path.to_path_buf(),
-        source,
+        error,
     })?;
-    let write_err = |source| ConfigError::Write {
+    let write_err = |error| ConfigError::Write {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {

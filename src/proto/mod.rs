@@ -172,3 +172,66 @@ macro_rules! versioned {
     ($($t:ty),*) => {$(impl Versioned for $t { fn version(&self) -> u32 { self.v } })*};
 }
 versioned!(DesiredPod, DesiredIndex, ObservedPod, NodeInfo, Heartbeat, RpcRequest, RpcResponse);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_through_encode_and_decode() {
+        let obs = ObservedPod {
+            v: VERSION,
+            uid: "u".into(),
+            generation: 3,
+            gone: false,
+            status: PodStatus {
+                message: "hi".into(),
+                ..Default::default()
+            },
+        };
+        let back: ObservedPod = decode("t", &encode(&obs)).unwrap();
+        assert_eq!(back, obs);
+        let req = RpcRequest {
+            v: VERSION,
+            id: "abc".into(),
+            call: RpcCall::Logs {
+                namespace: "default".into(),
+                pod: "p".into(),
+                uid: "u".into(),
+                container: "c".into(),
+                tail_lines: Some(5),
+                follow: true,
+                previous: false,
+            },
+        };
+        let back: RpcRequest = decode("t", &encode(&req)).unwrap();
+        assert_eq!(back, req);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_so_newer_peers_can_add_them() {
+        let hb: Heartbeat = decode(
+            "t",
+            br#"{"v":1,"time":"x","pods_running":1,"memory_used_bytes":2,"load1":0.5,"future":true}"#,
+        )
+        .unwrap();
+        assert_eq!(hb.pods_running, 1);
+    }
+
+    #[test]
+    fn bad_payloads_are_errors_that_name_the_topic() {
+        let e = decode::<Heartbeat>("herd/v1/nodes/a/heartbeat", b"{nope").unwrap_err();
+        assert!(e.to_string().starts_with("topic herd/v1/nodes/a/heartbeat:"), "{e}");
+        assert!(matches!(
+            decode::<DesiredIndex>("t", br#"{"v":2,"pods":[]}"#),
+            Err(ProtoError::Version { v: 2, .. })
+        ));
+        let big = vec![b' '; MAX_PAYLOAD + 1];
+        assert!(matches!(
+            decode::<DesiredIndex>("t", &big),
+            Err(ProtoError::TooLarge { .. })
+        ));
+        assert!(decode::<DesiredPod>("t", br#"{"v":1,"pod":42}"#).is_err());
+        assert!(decode::<RpcRequest>("t", br#"{"v":1,"id":"x","call":{"kind":"nope"}}"#).is_err());
+    }
+}

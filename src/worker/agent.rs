@@ -117,7 +117,23 @@ pub async fn run<R: Runtime>(
             _ = async { let _ = shutdown.wait_for(|s| *s).await; } => {
                 if cfg.stop_pods_on_exit {
                     tracing::info!("stopping all pods");
-                    manager.stop_all().await;
+                    // Keep the session alive (keepalive, final statuses) while pods stop within
+                    // their grace periods, or the broker would fire our Last Will meanwhile.
+                    let mut stopping = std::pin::pin!(manager.stop_all());
+                    loop {
+                        tokio::select! {
+                            _ = &mut stopping => break,
+                            ev = eventloop.poll() => if ev.is_err() {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            },
+                            Some(r) = reports.recv() => {
+                                if let Report::Status { pod, status } = r {
+                                    let msg = ObservedPod { v: proto::VERSION, uid: pod.metadata.uid.clone(), generation: pod.metadata.generation, gone: false, status };
+                                    let _ = client.try_publish(topics::observed(&node, pod.metadata.ns(), &pod.metadata.name), QoS::AtLeastOnce, false, proto::encode(&msg));
+                                }
+                            }
+                        }
+                    }
                 }
                 let _ = client.try_publish(topics::online(&node), QoS::AtLeastOnce, true, "false");
                 // Let the eventloop flush the offline message and the disconnect.

@@ -42,9 +42,9 @@ pub struct Cluster {
     pub image: PathBuf,
 }
 
-/// Reads a child's stdout until `pred` matches a line, bounded by `timeout`; the rest of the
+/// Reads a child's stdout until `done` accepts a line, bounded by `timeout`; the rest of the
 /// output keeps draining on a thread so the child never blocks on a full pipe.
-fn wait_for_lines(child: &mut Child, timeout: Duration, want: usize) -> Vec<String> {
+fn wait_for_lines(child: &mut Child, timeout: Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
     let out = child.stdout.take().expect("stdout piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -56,10 +56,16 @@ fn wait_for_lines(child: &mut Child, timeout: Duration, want: usize) -> Vec<Stri
     });
     let deadline = Instant::now() + timeout;
     let mut lines = Vec::new();
-    while lines.len() < want {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(l) => lines.push(l),
+            Ok(l) => {
+                let stop = done(&l);
+                lines.push(l);
+                if stop {
+                    break;
+                }
+            }
             Err(_) => break,
         }
     }
@@ -68,17 +74,28 @@ fn wait_for_lines(child: &mut Child, timeout: Duration, want: usize) -> Vec<Stri
 
 impl Cluster {
     pub fn start(worker_labels: &[&[&str]]) -> Cluster {
+        Self::start_with(worker_labels, None)
+    }
+
+    /// With `broker`, the master uses that external broker instead of its embedded one.
+    pub fn start_with(worker_labels: &[&[&str]], broker: Option<&str>) -> Cluster {
         let tmp = tempfile::Builder::new().prefix("herd-it-").tempdir().expect("tempdir");
         let image = busybox_tar(tmp.path());
         let mdir = tmp.path().join("master");
-        let mut child = Command::new(HERD)
-            .args(["master", "--api-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(&mdir)
+        let mut cmd = Command::new(HERD);
+        cmd.args(["master", "--api-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
+            .arg(&mdir);
+        if let Some(b) = broker {
+            cmd.args(["--broker", b]);
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::from(std::fs::File::create(tmp.path().join("master.log")).expect("log")))
             .spawn()
             .expect("spawn master");
-        let lines = wait_for_lines(&mut child, Duration::from_secs(20), 6);
+        let lines = wait_for_lines(&mut child, Duration::from_secs(20), |l| {
+            l.trim_start().starts_with("herd worker --join")
+        });
         let mut master = Proc { name: "master".into(), child, data_dir: mdir };
         let join = lines.iter().find(|l| l.trim_start().starts_with("herd worker --join"));
         let Some(join) = join else {
@@ -314,5 +331,52 @@ impl Drop for Cluster {
             scrub(&w.data_dir);
         }
         term_and_reap(&mut self.master);
+    }
+}
+
+/// Debian's mosquitto on a free loopback port, killed on drop.
+pub struct Mosquitto {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .expect("write mosquitto.conf");
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto (apt-get install mosquitto)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Mosquitto { child, port, _dir: dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -13,6 +13,8 @@ use crate::cli::kind::Kind;
 use crate::cli::table;
 
 pub async fn run(args: &DescribeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    // A typo in the kind is reported even without a config or a server.
+    Kind::with_name(&args.kind, args.name.as_deref())?;
     let session = Session::open(global)?;
     describe(&session, args, &mut std::io::stdout()).await
 }

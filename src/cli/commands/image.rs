@@ -43,9 +43,16 @@ pub async fn import(args: &ImageImportArgs) -> anyhow::Result<()> {
     let images = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Image>> {
         let store = ImageStore::open(&root)
             .map_err(|e| anyhow::anyhow!("image store {}: {e}", root.display()))?;
-        store
-            .import_archive(&file, tag.as_deref())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))
+        store.import_archive(&file, tag.as_deref()).map_err(|e| {
+            // Name the archive once: some store errors already start with its path.
+            let msg = e.to_string();
+            let name = file.display().to_string();
+            if msg.starts_with(&name) {
+                anyhow::anyhow!("{msg}")
+            } else {
+                anyhow::anyhow!("{name}: {msg}")
+            }
+        })
     })
     .await??;
     let mut out = std::io::stdout();

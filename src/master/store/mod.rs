@@ -63,8 +63,12 @@ impl Resource for Pod {
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         &mut self.metadata
     }
+    /// Binding (setting `nodeName`) is not a spec change the user made: it must not bump the
+    /// generation, or the worker would see every pod as "changed since created".
     fn spec_value(&self) -> Value {
-        serde_json::to_value(&self.spec).unwrap_or(Value::Null)
+        let mut spec = self.spec.clone();
+        spec.node_name = None;
+        serde_json::to_value(&spec).unwrap_or(Value::Null)
     }
 }
 

@@ -186,7 +186,7 @@ fn a_layer_that_does_not_match_the_config_diff_id_is_refused_and_not_kept() {
     let img = TestImage::new();
     let mut other = RawTar::new();
     other.file("etc/evil", b"swapped\n");
-    let swapped = vec![img.layers[0].clone(), other.finish()];
+    let swapped = [img.layers[0].clone(), other.finish()];
     let mut t = RawTar::new();
     let config_name = format!("{}.json", img.config_hex());
     t.file(&config_name, &img.config);

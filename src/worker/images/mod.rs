@@ -16,10 +16,12 @@
 
 mod archive;
 mod digest;
+mod docker;
 mod import;
 #[cfg(test)]
 mod import_tests;
 mod mount;
+mod oci;
 mod platform;
 pub mod reference;
 mod store;

@@ -342,9 +342,12 @@ mod tests {
         }
     }
 
+    /// A check that an error is of the expected kind.
+    type IsExpected = fn(&ReferenceError) -> bool;
+
     #[test]
     fn bad_references_say_what_is_wrong() {
-        let cases: Vec<(&str, fn(&ReferenceError) -> bool)> = vec![
+        let cases: Vec<(&str, IsExpected)> = vec![
             ("", |e| matches!(e, ReferenceError::Empty)),
             ("Busybox", |e| matches!(e, ReferenceError::Uppercase { .. })),
             ("user/App", |e| {

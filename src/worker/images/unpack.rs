@@ -87,6 +87,8 @@ pub(crate) fn unpack_stream<R: Read>(
     archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
     let mut count: u64 = 0;
+    // Directory mtimes are set last: creating each entry bumps its parent's.
+    let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
     {
         let entries = archive
             .entries()
@@ -100,6 +102,16 @@ pub(crate) fn unpack_stream<R: Read>(
                     limit: limits.max_layer_entries,
                 });
             }
+            if entry.header().entry_type().is_dir() {
+                if let (Some(parts), Ok(mtime)) =
+                    (entry_parts(&entry.path_bytes()), entry.header().mtime())
+                {
+                    dir_times.push((
+                        parts.iter().fold(dest.to_path_buf(), |p, c| p.join(c)),
+                        mtime,
+                    ));
+                }
+            }
             apply_entry(&mut entry, name, dest).map_err(|e| match e {
                 // A read error in the middle of an entry is the stream's fault, not the entry's.
                 ImageError::Io { source, .. }
@@ -110,6 +122,18 @@ pub(crate) fn unpack_stream<R: Read>(
                 }
                 other => other,
             })?;
+        }
+    }
+    for (dir, mtime) in dir_times {
+        let t = nix::sys::time::TimeSpec::new(libc::time_t::try_from(mtime).unwrap_or(0), 0);
+        if let Err(e) = nix::sys::stat::utimensat(
+            None,
+            &dir,
+            &t,
+            &t,
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        ) {
+            tracing::debug!(layer = name, dir = %dir.display(), "mtime not set: {e}");
         }
     }
     let (diff_id, size) = archive
@@ -162,7 +186,7 @@ fn apply_entry<R: Read>(
     if let Some(hidden) = file_name_str.strip_prefix(WHITEOUT_PREFIX) {
         let target = parent.join(hidden);
         clear(&target, false).map_err(|e| fail(e.to_string()))?;
-        return mknod(&target, libc::S_IFCHR | 0o000, 0, 0)
+        return mknod(&target, libc::S_IFCHR, 0, 0)
             .map_err(|e| fail(format!("creating whiteout {}: {e}", target.display())));
     }
 
@@ -475,6 +499,8 @@ mod tests {
         let b = fs::metadata(dir.path().join("bin/hard")).unwrap();
         assert_eq!(a.ino(), b.ino());
         assert_eq!(a.mode() & 0o7777, 0o644);
+        // Directory mtimes survive the files created inside them.
+        assert_eq!(fs::metadata(dir.path().join("bin")).unwrap().mtime(), 1);
     }
 
     #[test]
