@@ -102,5 +102,18 @@ pub fn start(addr: SocketAddr, store: Arc<Store>, master_password: String) -> Re
             }
         })
         .map_err(BrokerError::Spawn)?;
+    // The broker binds on its own thread; wait (bounded) until it accepts, so the master's
+    // own client does not start with a refused connection.
+    let probe = if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(200)).is_err()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     Ok(())
 }

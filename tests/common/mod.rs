@@ -112,6 +112,39 @@ impl Cluster {
         c
     }
 
+    /// Kills the master with SIGKILL and starts it again on the same ports and data dir.
+    pub fn crash_and_restart_master(&mut self) {
+        let _ = self.master.child.kill();
+        let _ = self.master.child.wait();
+        let api = self.api_url.trim_start_matches("http://").to_string();
+        let creds: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.workers[0].data_dir.join("node.json")).expect("node.json"),
+        )
+        .expect("node.json is json");
+        let mqtt = creds["mqttUrl"].as_str().expect("mqttUrl").trim_start_matches("mqtt://").to_string();
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.tmp.path().join("master.log"))
+            .expect("log");
+        let mut child = Command::new(HERD)
+            .args(["master", "--api-addr", &api, "--mqtt-addr", &mqtt, "--data-dir"])
+            .arg(&self.master.data_dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("respawn master");
+        let lines = wait_for_lines(&mut child, Duration::from_secs(20), |l| {
+            l.trim_start().starts_with("herd worker --join")
+        });
+        self.master.child = child;
+        assert!(
+            lines.iter().any(|l| l.contains(&self.api_url)),
+            "restarted master did not come back on {}: {lines:?}",
+            self.api_url
+        );
+    }
+
     pub fn config(&self) -> PathBuf {
         self.master.data_dir.join("admin.conf")
     }
