@@ -51,7 +51,12 @@ fn config(dir: &Path, tag: &str, i: usize) -> ContainerConfig {
 fn raw_cycle(cfg: &ContainerConfig, root: &Path) -> (Duration, Duration) {
     std::fs::create_dir_all(&cfg.bundle_dir).unwrap();
     bundle::write_bundle(cfg).unwrap();
-    let devnull = || std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+    let devnull = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/null")
+            .unwrap()
+    };
     let t0 = Instant::now();
     let mut c = ContainerBuilder::new(cfg.id.clone(), SyscallType::default())
         .with_root_path(root)
@@ -84,7 +89,10 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
-    let dir = tempfile::Builder::new().prefix("hrb").tempdir_in("/tmp").unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("hrb")
+        .tempdir_in("/tmp")
+        .unwrap();
     make_rootfs(&dir.path().join("r"));
     let tag = herd::util::fsutil::random_hex(3);
     let raw_root = dir.path().join("raw");
@@ -102,7 +110,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let rt = LinuxRuntime::new(dir.path().join("s"), PathBuf::from(env!("CARGO_BIN_EXE_herd")));
+    let rt = LinuxRuntime::new(
+        dir.path().join("s"),
+        PathBuf::from(env!("CARGO_BIN_EXE_herd")),
+    );
     let (mut shim_start, mut shim_full) = (Vec::new(), Vec::new());
     rt_tokio.block_on(async {
         for i in 0..n {

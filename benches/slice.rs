@@ -209,7 +209,11 @@ fn raw_latencies(dir: &Path, image_tar: &Path, n: usize) -> (Duration, Vec<Durat
         .stderr(Stdio::inherit())
         .output()
         .expect("run the raw libcontainer child");
-    assert!(out.status.success(), "raw libcontainer child failed: {}", out.status);
+    assert!(
+        out.status.success(),
+        "raw libcontainer child failed: {}",
+        out.status
+    );
     let mut all: Vec<Duration> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.strip_prefix("raw "))
@@ -387,7 +391,8 @@ impl Api {
         s.write_all(req.as_bytes())
             .map_err(|e| format!("send: {e}"))?;
         let mut buf = Vec::new();
-        s.read_to_end(&mut buf).map_err(|e| format!("receive: {e}"))?;
+        s.read_to_end(&mut buf)
+            .map_err(|e| format!("receive: {e}"))?;
         let split = buf
             .windows(4)
             .position(|w| w == b"\r\n\r\n")
@@ -475,7 +480,9 @@ fn pod_leftovers(uid: &str) -> Option<String> {
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
             let name = e.file_name();
-            let Some(pid) = name.to_str().filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+            let Some(pid) = name
+                .to_str()
+                .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
             else {
                 continue;
             };
@@ -521,10 +528,7 @@ fn apply_once(api: &Api, name: &str) -> Sample {
             if p["status"]["phase"] == "Running" {
                 break p;
             }
-            assert!(
-                p["status"]["phase"] != "Failed",
-                "pod {name} failed: {p}"
-            );
+            assert!(p["status"]["phase"] != "Failed", "pod {name} failed: {p}");
         }
         assert!(
             t0.elapsed() < Duration::from_secs(60),
@@ -541,7 +545,10 @@ fn apply_once(api: &Api, name: &str) -> Sample {
     let (code, resp) = api
         .call("DELETE", &format!("{path}?gracePeriodSeconds=0"), "")
         .expect("DELETE pod");
-    assert!(code == 200 || code == 202, "delete pod {name}: {code} {resp}");
+    assert!(
+        code == 200 || code == 202,
+        "delete pod {name}: {code} {resp}"
+    );
     // The row is gone at once; the worker is still stopping the container. Wait until it has.
     let deadline = Instant::now() + Duration::from_secs(30);
     while let Some(what) = pod_leftovers(&uid) {
@@ -606,7 +613,10 @@ fn print_breakdown(log: &str, samples: &[Sample]) {
         println!("  (no stage breakdown: the herd up log lacks the expected lines)");
         return;
     }
-    println!("  stage medians over {} pods (log timestamps):", cols[0].len());
+    println!(
+        "  stage medians over {} pods (log timestamps):",
+        cols[0].len()
+    );
     for (name, col) in NAMES.iter().zip(cols.iter_mut()) {
         col.sort();
         println!("    {:>9}  {name}", ms(median(col)));
@@ -698,7 +708,13 @@ fn main() {
     let up_dir = base.path().join("up");
     std::fs::create_dir_all(up_dir.join("worker")).expect("herd up worker dir");
     let up_dir_s = up_dir.to_str().expect("utf-8 temp path");
-    herd_cli(&["image", "import", image.to_str().expect("utf-8"), "--data-dir", up_dir_s]);
+    herd_cli(&[
+        "image",
+        "import",
+        image.to_str().expect("utf-8"),
+        "--data-dir",
+        up_dir_s,
+    ]);
     let up_log = base.path().join("up.log");
     let (mut up, _) = spawn_herd(
         "herd up",
@@ -750,7 +766,10 @@ fn main() {
         ms(raw[raw.len() - 1]),
         ms(raw_warm)
     );
-    println!("  ratio apply→Running / raw = {ratio:.2}x  (target ≤ 2x: {})", verdict(ratio <= 2.0));
+    println!(
+        "  ratio apply→Running / raw = {ratio:.2}x  (target ≤ 2x: {})",
+        verdict(ratio <= 2.0)
+    );
     let log = std::fs::read_to_string(&up_log).unwrap_or_default();
     print_breakdown(&log, &samples);
 
@@ -843,7 +862,11 @@ fn main() {
     for (i, p) in procs.iter().enumerate() {
         let (rss_target, _) = targets(&p.name);
         let t = rss_target.map_or(String::from("no target"), |t| {
-            format!("target ≤ {}: {}", mb(t), verdict(mem1[i].rss_kb.max(mem0[i].rss_kb) <= t))
+            format!(
+                "target ≤ {}: {}",
+                mb(t),
+                verdict(mem1[i].rss_kb.max(mem0[i].rss_kb) <= t)
+            )
         });
         println!(
             "  {:<16} VmRSS {} → {}   VmHWM {}   ({t})",

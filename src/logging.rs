@@ -10,7 +10,9 @@ pub fn init(verbose: u8) {
         2 => "debug",
         _ => "trace",
     };
-    let default = format!("{base},rumqttd=off,rumqttc=warn,libcontainer=warn,libcgroups=warn,hyper=warn,reqwest=warn");
+    let default = format!(
+        "{base},rumqttd=off,rumqttc=warn,libcontainer=warn,libcgroups=warn,hyper=warn,reqwest=warn"
+    );
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()

@@ -27,7 +27,10 @@ fn backoff_base() -> Duration {
 /// Resolves on SIGINT or SIGTERM.
 async fn signalled() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         // Without signal handlers we can only run until killed.
         std::future::pending::<()>().await;
         return;
@@ -38,7 +41,14 @@ async fn signalled() {
     }
 }
 
-fn master_config(data_dir: &Path, api: &str, mqtt: &str, broker: &Option<String>, adv: &Option<String>, admin_conf: &Path) -> MasterConfig {
+fn master_config(
+    data_dir: &Path,
+    api: &str,
+    mqtt: &str,
+    broker: &Option<String>,
+    adv: &Option<String>,
+    admin_conf: &Path,
+) -> MasterConfig {
     MasterConfig {
         data_dir: data_dir.to_path_buf(),
         api_addr: api.to_string(),
@@ -60,7 +70,14 @@ fn announce(m: &master::RunningMaster) {
 
 pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
     let admin_conf = args.data_dir.join("admin.conf");
-    let cfg = master_config(&args.data_dir, &args.api_addr, &args.mqtt_addr, &args.broker, &args.advertise_address, &admin_conf);
+    let cfg = master_config(
+        &args.data_dir,
+        &args.api_addr,
+        &args.mqtt_addr,
+        &args.broker,
+        &args.advertise_address,
+        &admin_conf,
+    );
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     signalled().await;
@@ -74,7 +91,10 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         join: args.join.clone(),
         token: args.token.clone(),
-        node_name: args.node_name.clone().unwrap_or_else(worker::platform::hostname),
+        node_name: args
+            .node_name
+            .clone()
+            .unwrap_or_else(worker::platform::hostname),
         labels: worker::parse_labels(&args.node_labels)?,
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
         stop_pods_on_exit: true,
@@ -95,14 +115,24 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
 pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
     let master_dir = args.data_dir.join("master");
     let admin_conf = args.data_dir.join("admin.conf");
-    let cfg = master_config(&master_dir, &args.api_addr, &args.mqtt_addr, &args.broker, &args.advertise_address, &admin_conf);
+    let cfg = master_config(
+        &master_dir,
+        &args.api_addr,
+        &args.mqtt_addr,
+        &args.broker,
+        &args.advertise_address,
+        &admin_conf,
+    );
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     let wcfg = WorkerConfig {
         data_dir: args.data_dir.join("worker"),
         join: m.api_url.clone(),
         token: m.join_token.clone(),
-        node_name: args.node_name.clone().unwrap_or_else(worker::platform::hostname),
+        node_name: args
+            .node_name
+            .clone()
+            .unwrap_or_else(worker::platform::hostname),
         labels: Default::default(),
         heartbeat: HEARTBEAT,
         stop_pods_on_exit: !args.leave_running,

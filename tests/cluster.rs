@@ -63,7 +63,11 @@ fn memory_limit(rel: &str) -> Option<u64> {
 fn a_pod_lands_on_its_selected_node_runs_isolated_logs_and_is_removed_completely() {
     let c = Cluster::start(&[&[], &["disk=ssd"]]);
     c.wait_nodes_ready();
-    let yaml = pod_yaml("hello", "  nodeSelector:\n    disk: ssd\n", "echo hello-from-herd; sleep 600");
+    let yaml = pod_yaml(
+        "hello",
+        "  nodeSelector:\n    disk: ssd\n",
+        "echo hello-from-herd; sleep 600",
+    );
     let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(&yaml));
     assert!(ok, "apply failed: {out} {err}");
     assert!(out.contains("pod/hello created"), "{out}");
@@ -71,7 +75,10 @@ fn a_pod_lands_on_its_selected_node_runs_isolated_logs_and_is_removed_completely
         phase(&c, "hello").filter(|p| p == "Running")
     });
     let p = c.pod("hello").unwrap();
-    assert_eq!(p["spec"]["nodeName"], "w2", "nodeSelector disk=ssd must pick w2");
+    assert_eq!(
+        p["spec"]["nodeName"], "w2",
+        "nodeSelector disk=ssd must pick w2"
+    );
 
     let (pid, cg) = host_pid_of(&c, "hello");
     for ns in ["pid", "mnt"] {
@@ -79,7 +86,11 @@ fn a_pod_lands_on_its_selected_node_runs_isolated_logs_and_is_removed_completely
         let ctr = std::fs::read_link(format!("/proc/{pid}/ns/{ns}")).unwrap();
         assert_ne!(host, ctr, "container must have its own {ns} namespace");
     }
-    assert_eq!(memory_limit(&cg), Some(64 << 20), "memory limit in cgroup {cg}");
+    assert_eq!(
+        memory_limit(&cg),
+        Some(64 << 20),
+        "memory limit in cgroup {cg}"
+    );
 
     let logs = c.wait("logs", Duration::from_secs(20), || {
         let (ok, out, _) = c.herd(&["logs", "hello"], None);
@@ -88,14 +99,24 @@ fn a_pod_lands_on_its_selected_node_runs_isolated_logs_and_is_removed_completely
     assert!(logs.contains("hello-from-herd"));
 
     let (ok, out, err) = c.herd(&["get", "pods", "-o", "wide"], None);
-    assert!(ok && out.contains("hello") && out.contains("w2"), "{out} {err}");
+    assert!(
+        ok && out.contains("hello") && out.contains("w2"),
+        "{out} {err}"
+    );
 
     let (ok, out, err) = c.herd(&["delete", "pod", "hello", "--grace-period", "2"], None);
     assert!(ok, "delete: {out} {err}");
-    assert!(c.pod("hello").is_none(), "pod still present after delete returned");
+    assert!(
+        c.pod("hello").is_none(),
+        "pod still present after delete returned"
+    );
     let gone = |pid: i32| !std::path::Path::new(&format!("/proc/{pid}")).exists();
-    c.wait("container process gone", Duration::from_secs(10), || gone(pid).then_some(()));
-    c.wait("cgroup removed", Duration::from_secs(10), || cgroup_dirs(&cg).is_empty().then_some(()));
+    c.wait("container process gone", Duration::from_secs(10), || {
+        gone(pid).then_some(())
+    });
+    c.wait("cgroup removed", Duration::from_secs(10), || {
+        cgroup_dirs(&cg).is_empty().then_some(())
+    });
     let w2 = c.workers[1].data_dir.to_string_lossy().into_owned();
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(&w2), "mounts left under {w2}");
@@ -112,14 +133,21 @@ fn exit_codes_are_reported_and_crashing_containers_restart_with_growing_counts()
     c.wait_nodes_ready();
     let once = pod_yaml("once", "  restartPolicy: Never\n", "echo bye; exit 3");
     let crash = pod_yaml("crash", "", "exit 1");
-    assert!(c.herd(&["apply", "-f", "-"], Some(&format!("{once}---\n{crash}"))).0);
+    assert!(
+        c.herd(&["apply", "-f", "-"], Some(&format!("{once}---\n{crash}")))
+            .0
+    );
     let p = c.wait("pod once Failed", Duration::from_secs(60), || {
         c.pod("once").filter(|p| p["status"]["phase"] == "Failed")
     });
-    assert_eq!(p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3);
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"],
+        3
+    );
     // Backoff base is 300 ms in tests: restarts at +0.3 s, +0.6 s, +1.2 s...
     let p = c.wait("crash restarted twice", Duration::from_secs(60), || {
-        c.pod("crash").filter(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(2))
+        c.pod("crash")
+            .filter(|p| p["status"]["containerStatuses"][0]["restartCount"].as_u64() >= Some(2))
     });
     let cs = &p["status"]["containerStatuses"][0];
     assert_eq!(cs["lastState"]["terminated"]["exitCode"], 1);
@@ -132,7 +160,10 @@ fn exit_codes_are_reported_and_crashing_containers_restart_with_growing_counts()
     });
     assert!(later > first);
     for pod in ["once", "crash"] {
-        assert!(c.herd(&["delete", "pod", pod, "--grace-period", "1"], None).0);
+        assert!(
+            c.herd(&["delete", "pod", pod, "--grace-period", "1"], None)
+                .0
+        );
     }
 }
 
@@ -168,21 +199,47 @@ fn malformed_mqtt_payloads_are_dropped_and_the_cluster_keeps_working() {
             &std::fs::read(c.workers[0].data_dir.join("node.json")).unwrap(),
         )
         .unwrap();
-        creds["mqttUrl"].as_str().unwrap().rsplit(':').next().unwrap().to_string()
+        creds["mqttUrl"]
+            .as_str()
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string()
     };
     let garbage: &[(&str, &[u8])] = &[
         ("herd/v1/nodes/w1/info", b"{not json"),
         ("herd/v1/nodes/w1/heartbeat", b"[1,2,3]"),
         ("herd/v1/nodes/w1/observed/default/x", b"\xff\xfe\x00"),
         ("herd/v1/nodes/w1/online", b"perhaps"),
-        ("herd/v1/nodes/w1/desired/default/evil", b"{\"v\":1,\"pod\":42}"),
+        (
+            "herd/v1/nodes/w1/desired/default/evil",
+            b"{\"v\":1,\"pod\":42}",
+        ),
         ("herd/v1/nodes/w1/desired", b"{\"v\":99}"),
-        ("herd/v1/nodes/w1/rpc/req", b"{\"v\":1,\"id\":\"x\",\"call\":{\"kind\":\"nope\"}}"),
+        (
+            "herd/v1/nodes/w1/rpc/req",
+            b"{\"v\":1,\"id\":\"x\",\"call\":{\"kind\":\"nope\"}}",
+        ),
         ("herd/v1/nodes/w1/rpc/resp/zzz", b"null"),
     ];
     for (topic, payload) in garbage {
         let st = std::process::Command::new("mosquitto_pub")
-            .args(["-h", "127.0.0.1", "-p", &port, "-u", "herd-master", "-P", password.trim(), "-i", "herd-it-fuzzer", "-t", topic, "-s"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-u",
+                "herd-master",
+                "-P",
+                password.trim(),
+                "-i",
+                "herd-it-fuzzer",
+                "-t",
+                topic,
+                "-s",
+            ])
             .stdin(std::process::Stdio::piped())
             .spawn()
             .and_then(|mut ch| {
@@ -200,7 +257,10 @@ fn malformed_mqtt_payloads_are_dropped_and_the_cluster_keeps_working() {
     c.wait("pod Running after garbage", Duration::from_secs(60), || {
         phase(&c, "after").filter(|p| p == "Running")
     });
-    assert!(c.herd(&["delete", "pod", "after", "--grace-period", "1"], None).0);
+    assert!(
+        c.herd(&["delete", "pod", "after", "--grace-period", "1"], None)
+            .0
+    );
 }
 
 #[test]
@@ -208,11 +268,14 @@ fn an_external_mosquitto_broker_carries_the_cluster() {
     let broker = common::Mosquitto::start();
     let c = Cluster::start_with(&[&[]], Some(&broker.url()));
     c.wait_nodes_ready();
-    let creds: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(c.workers[0].data_dir.join("node.json")).unwrap(),
-    )
-    .unwrap();
-    assert_eq!(creds["mqttUrl"], broker.url(), "workers must be told the external broker");
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.workers[0].data_dir.join("node.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        creds["mqttUrl"],
+        broker.url(),
+        "workers must be told the external broker"
+    );
     let yaml = pod_yaml("ext", "", "echo via-mosquitto; sleep 600");
     assert!(c.herd(&["apply", "-f", "-"], Some(&yaml)).0);
     c.wait("pod Running via mosquitto", Duration::from_secs(60), || {
@@ -223,5 +286,8 @@ fn an_external_mosquitto_broker_carries_the_cluster() {
         (ok && out.contains("via-mosquitto")).then_some(out)
     });
     assert!(out.contains("via-mosquitto"));
-    assert!(c.herd(&["delete", "pod", "ext", "--grace-period", "1"], None).0);
+    assert!(
+        c.herd(&["delete", "pod", "ext", "--grace-period", "1"], None)
+            .0
+    );
 }

@@ -31,19 +31,30 @@ fn running(c: &Cluster, name: &str) -> Option<serde_json::Value> {
 fn a_master_killed_mid_flight_loses_nothing_and_running_containers_keep_running() {
     let mut c = Cluster::start(&[&[]]);
     c.wait_nodes_ready();
-    assert!(c.herd(&["apply", "-f", "-"], Some(&sleeper("before", ""))).0);
-    let p = c.wait("pod before Running", Duration::from_secs(60), || running(&c, "before"));
+    assert!(
+        c.herd(&["apply", "-f", "-"], Some(&sleeper("before", "")))
+            .0
+    );
+    let p = c.wait("pod before Running", Duration::from_secs(60), || {
+        running(&c, "before")
+    });
     let cid = p["status"]["containerStatuses"][0]["containerID"].clone();
 
     c.crash_and_restart_master();
     c.wait_nodes_ready();
     // The acknowledged pod survived, its container was not restarted.
-    let p = c.wait("pod before Running after restart", Duration::from_secs(30), || running(&c, "before"));
+    let p = c.wait(
+        "pod before Running after restart",
+        Duration::from_secs(30),
+        || running(&c, "before"),
+    );
     assert_eq!(p["status"]["containerStatuses"][0]["containerID"], cid);
     assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0);
     // The cluster converges on new work.
     assert!(c.herd(&["apply", "-f", "-"], Some(&sleeper("after", ""))).0);
-    c.wait("pod after Running", Duration::from_secs(60), || running(&c, "after"));
+    c.wait("pod after Running", Duration::from_secs(60), || {
+        running(&c, "after")
+    });
     for name in ["before", "after"] {
         let (ok, out, err) = c.herd(&["delete", "pod", name], None);
         assert!(ok, "delete {name}: {out} {err}");
@@ -55,7 +66,10 @@ fn a_pod_that_fits_nowhere_stays_pending_with_the_reason() {
     let c = Cluster::start(&[&[]]);
     c.wait_nodes_ready();
     let spec = "  nodeSelector:\n    disk: ssd\n";
-    assert!(c.herd(&["apply", "-f", "-"], Some(&sleeper("nowhere", spec))).0);
+    assert!(
+        c.herd(&["apply", "-f", "-"], Some(&sleeper("nowhere", spec)))
+            .0
+    );
     let p = c.wait("PodScheduled=False", Duration::from_secs(20), || {
         let p = c.pod("nowhere")?;
         let conds = p["status"]["conditions"].as_array()?.clone();
@@ -87,7 +101,13 @@ fn hostile_http_bodies_get_field_errors_and_change_nothing() {
         let out = std::process::Command::new("curl")
             .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H"])
             .arg(format!("Authorization: Bearer {token}"))
-            .args(["-H", "Content-Type: application/json", "--data-binary", "@-", &url])
+            .args([
+                "-H",
+                "Content-Type: application/json",
+                "--data-binary",
+                "@-",
+                &url,
+            ])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .spawn()
@@ -99,19 +119,40 @@ fn hostile_http_bodies_get_field_errors_and_change_nothing() {
             .expect("curl");
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         let (json, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        (code.trim().parse().unwrap_or(0), serde_json::from_str(json).unwrap_or_default())
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(json).unwrap_or_default(),
+        )
     };
     // A good pod first, so we can check it is untouched afterwards.
     let good = r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"keep"},"spec":{"containers":[{"name":"a","image":"busybox"}]}}"#;
     assert_eq!(post(good).0, 201);
     let before = c.pod("keep").unwrap();
     let cases: &[(&str, &str)] = &[
-        (r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":[{"name":"a","image":"b","livenessProbe":{}}]}}"#, "spec.containers[0].livenessProbe"),
-        (r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"Bad_Name"},"spec":{"containers":[{"name":"a","image":"b"}]}}"#, "metadata.name"),
-        (r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":[{"name":"a","image":"b","resources":{"limits":{"memory":"-1Gi"}}}]}}"#, "memory"),
-        (r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"restartPolicy":"Sometimes","containers":[{"name":"a","image":"b"}]}}"#, "restartPolicy"),
-        (r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"keep"},"spec":{"containers":[{"name":"a","image":"evil"}]}}"#, "already exists"),
-        (r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x","namespace":"other"},"spec":{"containers":[{"name":"a","image":"b"}]}}"#, "metadata.namespace"),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":[{"name":"a","image":"b","livenessProbe":{}}]}}"#,
+            "spec.containers[0].livenessProbe",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"Bad_Name"},"spec":{"containers":[{"name":"a","image":"b"}]}}"#,
+            "metadata.name",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"containers":[{"name":"a","image":"b","resources":{"limits":{"memory":"-1Gi"}}}]}}"#,
+            "memory",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x"},"spec":{"restartPolicy":"Sometimes","containers":[{"name":"a","image":"b"}]}}"#,
+            "restartPolicy",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"keep"},"spec":{"containers":[{"name":"a","image":"evil"}]}}"#,
+            "already exists",
+        ),
+        (
+            r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"x","namespace":"other"},"spec":{"containers":[{"name":"a","image":"b"}]}}"#,
+            "metadata.namespace",
+        ),
         ("{not json at all", "invalid JSON"),
         ("", "expected one object"),
     ];
@@ -119,11 +160,18 @@ fn hostile_http_bodies_get_field_errors_and_change_nothing() {
         let (code, status) = post(body);
         assert!((400..500).contains(&code), "{body}: got HTTP {code}");
         let msg = status["message"].as_str().unwrap_or_default();
-        assert!(msg.contains(needle), "{body}: message {msg:?} should name {needle:?}");
+        assert!(
+            msg.contains(needle),
+            "{body}: message {msg:?} should name {needle:?}"
+        );
     }
     let big = format!("{{\"x\":\"{}\"}}", "a".repeat(2 << 20));
     assert!((400..500).contains(&post(&big).0));
-    assert_eq!(c.pod("keep").unwrap(), before, "a refused request changed a stored pod");
+    assert_eq!(
+        c.pod("keep").unwrap(),
+        before,
+        "a refused request changed a stored pod"
+    );
     let all = c.get_json(&["get", "pods", "-A"]).unwrap();
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1));
     // Without a token: 401; with a wrong one: 401.
@@ -145,10 +193,19 @@ fn an_image_imported_while_the_worker_runs_is_usable_at_once() {
         .arg(&c.workers[0].data_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let yaml = sleeper("tagged", "").replace("image: busybox", "image: tools/shell:v2");
     assert!(c.herd(&["apply", "-f", "-"], Some(&yaml)).0);
-    let p = c.wait("tagged pod Running", Duration::from_secs(60), || running(&c, "tagged"));
-    assert!(p["status"]["containerStatuses"][0]["imageID"].as_str().unwrap().starts_with("sha256:"));
+    let p = c.wait("tagged pod Running", Duration::from_secs(60), || {
+        running(&c, "tagged")
+    });
+    assert!(p["status"]["containerStatuses"][0]["imageID"]
+        .as_str()
+        .unwrap()
+        .starts_with("sha256:"));
     assert!(c.herd(&["delete", "pod", "tagged"], None).0);
 }

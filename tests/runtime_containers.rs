@@ -55,7 +55,10 @@ async fn container_is_isolated_limited_and_logged() {
     // cannot be written through /proc/<pid>/exe.
     let shim_pid = std::fs::read_to_string(cfg.bundle_dir.join("shim.pid")).unwrap();
     let exe = std::fs::read_link(format!("/proc/{}/exe", shim_pid.trim())).unwrap();
-    assert!(exe.to_string_lossy().starts_with("/memfd:herd-shim"), "{exe:?}");
+    assert!(
+        exe.to_string_lossy().starts_with("/memfd:herd-shim"),
+        "{exe:?}"
+    );
     let write = std::fs::OpenOptions::new()
         .write(true)
         .open(format!("/proc/{}/exe", shim_pid.trim()))
@@ -64,17 +67,29 @@ async fn container_is_isolated_limited_and_logged() {
     assert!(procs_in_cgroup(&cfg.cgroup_path).contains(&started.pid));
 
     let text = log_containing(&cfg.log_path, &["to-stdout", "to-stderr"]).await;
-    assert!(text.contains("to-stdout\n") && text.contains("to-stderr\n"), "{text:?}");
+    assert!(
+        text.contains("to-stdout\n") && text.contains("to-stderr\n"),
+        "{text:?}"
+    );
     let raw = std::fs::read_to_string(&cfg.log_path).unwrap();
-    assert!(raw.lines().any(|l| l.contains(" stdout F to-stdout")), "{raw}");
-    assert!(raw.lines().any(|l| l.contains(" stderr F to-stderr")), "{raw}");
+    assert!(
+        raw.lines().any(|l| l.contains(" stdout F to-stdout")),
+        "{raw}"
+    );
+    assert!(
+        raw.lines().any(|l| l.contains(" stderr F to-stderr")),
+        "{raw}"
+    );
 
     fx.rt.kill(&cfg.id, libc::SIGKILL).unwrap();
     let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id))
         .await
         .expect("wait hung")
         .unwrap();
-    assert_eq!((exit.exit_code, exit.signal, exit.oom_killed), (137, Some(9), false));
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.oom_killed),
+        (137, Some(9), false)
+    );
     tokio::time::timeout(T, fx.rt.remove(&cfg.id))
         .await
         .expect("remove hung")
@@ -88,9 +103,18 @@ async fn exit_code_is_reported() {
     }
     let fx = Fixture::new();
     let cfg = fx.config("code", "echo bye; exit 3");
-    tokio::time::timeout(T, fx.rt.start(&cfg)).await.unwrap().unwrap();
-    let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id)).await.unwrap().unwrap();
-    assert_eq!((exit.exit_code, exit.signal, exit.oom_killed), (3, None, false));
+    tokio::time::timeout(T, fx.rt.start(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (exit.exit_code, exit.signal, exit.oom_killed),
+        (3, None, false)
+    );
     // The shim has cleaned up by the time `wait` resolves.
     assert!(cgroups::existing_dirs(&cfg.cgroup_path).is_empty());
     assert!(!fx.rt.state_root().join(&cfg.id).exists());
@@ -111,12 +135,20 @@ async fn sigterm_reaches_a_trapping_init() {
         "term",
         "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done",
     );
-    tokio::time::timeout(T, fx.rt.start(&cfg)).await.unwrap().unwrap();
+    tokio::time::timeout(T, fx.rt.start(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
     log_containing(&cfg.log_path, &["ready"]).await;
     fx.rt.kill(&cfg.id, libc::SIGTERM).unwrap();
-    let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id)).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((exit.exit_code, exit.signal), (7, None));
-    assert!(logs::read_tail(&cfg.log_path, None).unwrap().contains("got-term"));
+    assert!(logs::read_tail(&cfg.log_path, None)
+        .unwrap()
+        .contains("got-term"));
     // Signalling an exited container is not an error.
     fx.rt.kill(&cfg.id, libc::SIGTERM).unwrap();
     fx.rt.remove(&cfg.id).await.unwrap();
@@ -130,8 +162,14 @@ async fn user_and_groups_come_from_the_image() {
     let fx = Fixture::new();
     let mut cfg = fx.config("user", "id -u; id -g; id -G");
     cfg.user = "web".into();
-    tokio::time::timeout(T, fx.rt.start(&cfg)).await.unwrap().unwrap();
-    let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id)).await.unwrap().unwrap();
+    tokio::time::timeout(T, fx.rt.start(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.exit_code, 0);
     let out = logs::read_tail(&cfg.log_path, None).unwrap();
     let lines: Vec<&str> = out.lines().collect();
@@ -149,8 +187,14 @@ async fn oom_kill_is_reported() {
     // dd allocates and touches a 64 MiB buffer: far over the 16 MiB limit.
     let mut cfg = fx.config("oom", "dd if=/dev/zero of=/dev/null bs=64M count=4");
     cfg.resources.memory_limit_bytes = Some(16 << 20);
-    tokio::time::timeout(T, fx.rt.start(&cfg)).await.unwrap().unwrap();
-    let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id)).await.unwrap().unwrap();
+    tokio::time::timeout(T, fx.rt.start(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
+    let exit = tokio::time::timeout(T, fx.rt.wait(&cfg.id))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(exit.oom_killed, "{exit:?}");
     assert_ne!(exit.exit_code, 0);
     fx.rt.remove(&cfg.id).await.unwrap();
@@ -164,16 +208,28 @@ async fn remove_of_a_running_container_leaves_nothing() {
     let fx = Fixture::new();
     let mounts_before = mounts_mentioning(&fx.tag).len();
     let cfg = fx.config("rm", "exec sleep 60");
-    let started = tokio::time::timeout(T, fx.rt.start(&cfg)).await.unwrap().unwrap();
+    let started = tokio::time::timeout(T, fx.rt.start(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(shims_mentioning(&cfg.bundle_dir.to_string_lossy()).len(), 1);
     tokio::time::timeout(T, fx.rt.remove(&cfg.id))
         .await
         .expect("remove hung")
         .unwrap();
-    assert!(cgroups::existing_dirs(&cfg.cgroup_path).is_empty(), "cgroup leaked");
-    assert!(!fx.rt.state_root().join(&cfg.id).exists(), "state dir leaked");
+    assert!(
+        cgroups::existing_dirs(&cfg.cgroup_path).is_empty(),
+        "cgroup leaked"
+    );
+    assert!(
+        !fx.rt.state_root().join(&cfg.id).exists(),
+        "state dir leaked"
+    );
     assert!(!cfg.bundle_dir.exists(), "bundle dir leaked");
-    assert!(shims_mentioning(&cfg.bundle_dir.to_string_lossy()).is_empty(), "shim leaked");
+    assert!(
+        shims_mentioning(&cfg.bundle_dir.to_string_lossy()).is_empty(),
+        "shim leaked"
+    );
     assert!(
         !std::path::Path::new(&format!("/proc/{}", started.pid)).exists()
             || std::fs::read_to_string(format!("/proc/{}/cmdline", started.pid))
@@ -181,7 +237,11 @@ async fn remove_of_a_running_container_leaves_nothing() {
                 .unwrap_or(true),
         "container process leaked"
     );
-    assert_eq!(mounts_mentioning(&fx.tag).len(), mounts_before, "mount leaked");
+    assert_eq!(
+        mounts_mentioning(&fx.tag).len(),
+        mounts_before,
+        "mount leaked"
+    );
     // Idempotent, and everything else reports the container as unknown.
     fx.rt.remove(&cfg.id).await.unwrap();
     assert!(matches!(
@@ -206,7 +266,10 @@ async fn failed_start_reports_and_leaves_nothing() {
     let e = tokio::time::timeout(T, fx.rt.start(&cfg2)).await.unwrap();
     assert!(e.is_err());
     for c in [&cfg, &cfg2] {
-        assert!(cgroups::existing_dirs(&c.cgroup_path).is_empty(), "cgroup leaked");
+        assert!(
+            cgroups::existing_dirs(&c.cgroup_path).is_empty(),
+            "cgroup leaked"
+        );
         assert!(!fx.rt.state_root().join(&c.id).exists(), "state dir leaked");
         assert!(shims_mentioning(&c.bundle_dir.to_string_lossy()).is_empty());
         fx.rt.remove(&c.id).await.unwrap();
@@ -223,7 +286,10 @@ async fn a_new_runtime_instance_adopts_a_running_container() {
         "adopt",
         "trap 'exit 5' TERM; echo ready; while :; do sleep 0.1; done",
     );
-    tokio::time::timeout(T, fx.rt.start(&cfg)).await.unwrap().unwrap();
+    tokio::time::timeout(T, fx.rt.start(&cfg))
+        .await
+        .unwrap()
+        .unwrap();
     log_containing(&cfg.log_path, &["ready"]).await;
     // A restarted agent: same state root, empty memory.
     let rt2 = herd::worker::runtime::LinuxRuntime::new(
@@ -231,7 +297,10 @@ async fn a_new_runtime_instance_adopts_a_running_container() {
         std::path::PathBuf::from(env!("CARGO_BIN_EXE_herd")),
     );
     rt2.kill(&cfg.id, libc::SIGTERM).unwrap();
-    let exit = tokio::time::timeout(T, rt2.wait(&cfg.id)).await.unwrap().unwrap();
+    let exit = tokio::time::timeout(T, rt2.wait(&cfg.id))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(exit.exit_code, 5);
     rt2.remove(&cfg.id).await.unwrap();
 }

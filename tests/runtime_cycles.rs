@@ -42,7 +42,11 @@ async fn three_hundred_cycles_without_hangs_or_leaks() {
     let overall = Instant::now();
     for i in 0..n {
         // Alternate: a container that exits by itself, and one stopped with SIGKILL.
-        let script = if i % 2 == 0 { "echo c; exit 0" } else { "exec sleep 30" };
+        let script = if i % 2 == 0 {
+            "echo c; exit 0"
+        } else {
+            "exec sleep 30"
+        };
         let mut cfg = fx.config(&format!("c{i}"), script);
         cfg.resources.memory_limit_bytes = Some(32 << 20);
         let t0 = Instant::now();

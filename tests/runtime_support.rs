@@ -27,7 +27,11 @@ pub fn make_rootfs(dir: &Path) {
         "root:x:0:0:root:/root:/bin/sh\nweb:x:1000:1000::/tmp:/bin/sh\n",
     )
     .unwrap();
-    std::fs::write(dir.join("etc/group"), "root:x:0:\nweb:x:1000:\nextra:x:2000:web\n").unwrap();
+    std::fs::write(
+        dir.join("etc/group"),
+        "root:x:0:\nweb:x:1000:\nextra:x:2000:web\n",
+    )
+    .unwrap();
 }
 
 /// True when this process can create containers (root).
@@ -44,6 +48,12 @@ pub struct Fixture {
     pub cgroup_parent: String,
     pub tag: String,
     ids: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Fixture {

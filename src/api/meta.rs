@@ -41,7 +41,9 @@ fn is_zero(v: &i64) -> bool {
 impl ObjectMeta {
     /// The namespace, with Kubernetes' default applied.
     pub fn ns(&self) -> &str {
-        self.namespace.as_deref().unwrap_or(super::DEFAULT_NAMESPACE)
+        self.namespace
+            .as_deref()
+            .unwrap_or(super::DEFAULT_NAMESPACE)
     }
 }
 

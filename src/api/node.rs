@@ -70,7 +70,11 @@ pub struct NodeSystemInfo {
     pub kubelet_version: String,
     #[serde(default)]
     pub container_runtime_version: String,
-    #[serde(default, rename = "machineID", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        default,
+        rename = "machineID",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub machine_id: String,
 }
 

@@ -37,7 +37,11 @@ pub fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
 /// `MASTER_USER`, a node with its name and the password it got at join (checked against the
 /// store's hash). A node's client id must equal its name, so one node cannot take over
 /// another's session.
-pub fn start(addr: SocketAddr, store: Arc<Store>, master_password: String) -> Result<(), BrokerError> {
+pub fn start(
+    addr: SocketAddr,
+    store: Arc<Store>,
+    master_password: String,
+) -> Result<(), BrokerError> {
     // Fail early and clearly if the port is taken, instead of inside the broker thread.
     drop(TcpListener::bind(addr).map_err(|source| BrokerError::Bind { addr, source })?);
     let mut connections = rumqttd::ConnectionSettings {
@@ -110,7 +114,8 @@ pub fn start(addr: SocketAddr, store: Arc<Store>, master_password: String) -> Re
         addr
     };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(200)).is_err()
+    while std::net::TcpStream::connect_timeout(&probe, std::time::Duration::from_millis(200))
+        .is_err()
         && std::time::Instant::now() < deadline
     {
         std::thread::sleep(std::time::Duration::from_millis(20));

@@ -86,7 +86,12 @@ impl Bus {
         };
         if let Err(e) = self
             .client
-            .publish(topics::rpc_request(node), QoS::AtLeastOnce, false, proto::encode(&req))
+            .publish(
+                topics::rpc_request(node),
+                QoS::AtLeastOnce,
+                false,
+                proto::encode(&req),
+            )
             .await
         {
             self.waiters().remove(&id);
@@ -107,7 +112,12 @@ impl Bus {
         };
         let _ = self
             .client
-            .publish(topics::rpc_request(node), QoS::AtLeastOnce, false, proto::encode(&req))
+            .publish(
+                topics::rpc_request(node),
+                QoS::AtLeastOnce,
+                false,
+                proto::encode(&req),
+            )
             .await;
     }
 

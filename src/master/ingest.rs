@@ -59,7 +59,11 @@ pub fn ready_condition(status: &str, reason: &str, message: &str) -> Condition {
 pub fn mark_node_lost(store: &Store, node: &str, why: &str) -> Result<(), StoreError> {
     let now = now_rfc3339();
     match store.update::<Node, StoreError>("", node, |n| {
-        if n.status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "Unknown") {
+        if n.status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "Unknown")
+        {
             return Ok(());
         }
         set_condition(
@@ -126,7 +130,10 @@ pub fn handle(store: &Store, liveness: &Liveness, msg: &Incoming) -> Result<(), 
             }
             let info: NodeInfo = proto::decode(topic, &msg.payload)?;
             if info.node.metadata.name != node {
-                return Err(refused(topic, format!("node info names {:?}", info.node.metadata.name)));
+                return Err(refused(
+                    topic,
+                    format!("node info names {:?}", info.node.metadata.name),
+                ));
             }
             liveness.beat(node);
             register(store, info.node)?;
@@ -141,7 +148,11 @@ pub fn handle(store: &Store, liveness: &Liveness, msg: &Incoming) -> Result<(), 
                 if !n.is_ready() {
                     set_condition(
                         &mut n.status.conditions,
-                        ready_condition("True", "KubeletReady", "herd worker is posting ready status"),
+                        ready_condition(
+                            "True",
+                            "KubeletReady",
+                            "herd worker is posting ready status",
+                        ),
                         &now,
                     );
                 }
@@ -174,7 +185,11 @@ fn register(store: &Store, reported: Node) -> Result<(), StoreError> {
         n.status.addresses = reported.status.addresses.clone();
         set_condition(
             &mut n.status.conditions,
-            ready_condition("True", "KubeletReady", "herd worker is posting ready status"),
+            ready_condition(
+                "True",
+                "KubeletReady",
+                "herd worker is posting ready status",
+            ),
             &now,
         );
     };
@@ -197,7 +212,13 @@ fn register(store: &Store, reported: Node) -> Result<(), StoreError> {
     }
 }
 
-fn observe(store: &Store, node: &str, ns: &str, name: &str, obs: ObservedPod) -> Result<(), IngestError> {
+fn observe(
+    store: &Store,
+    node: &str,
+    ns: &str,
+    name: &str,
+    obs: ObservedPod,
+) -> Result<(), IngestError> {
     let topic = crate::proto::topics::observed(node, ns, name);
     let Some(pod) = store.get::<Pod>(ns, name)? else {
         return Ok(()); // already gone: a late report
@@ -263,7 +284,12 @@ mod tests {
     fn a_registered_node_is_ready_and_its_last_will_makes_it_unknown() {
         let s = Store::open_in_memory().unwrap();
         let l = Liveness::default();
-        handle(&s, &l, &msg(crate::proto::topics::info("w1"), &node_info("w1"))).unwrap();
+        handle(
+            &s,
+            &l,
+            &msg(crate::proto::topics::info("w1"), &node_info("w1")),
+        )
+        .unwrap();
         let n: Node = s.get("", "w1").unwrap().unwrap();
         assert!(n.is_ready());
         handle(&s, &l, &msg(crate::proto::topics::online("w1"), b"false")).unwrap();
@@ -280,7 +306,10 @@ mod tests {
             (crate::proto::topics::info("w1"), &node_info("w2")[..]),
             (crate::proto::topics::heartbeat("w1"), b"[]"),
             (crate::proto::topics::online("w1"), b"maybe"),
-            (crate::proto::topics::observed("w1", "default", "x"), b"\xff\xfe"),
+            (
+                crate::proto::topics::observed("w1", "default", "x"),
+                b"\xff\xfe",
+            ),
             ("herd/v1/nodes/w1/desired".to_string(), b"{}"),
             ("random/topic".to_string(), b"{}"),
         ] {

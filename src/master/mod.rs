@@ -92,11 +92,12 @@ impl RunningMaster {
 }
 
 fn parse_addr(what: &'static str, addr: &str) -> Result<SocketAddr, MasterError> {
-    addr.parse().map_err(|e: std::net::AddrParseError| MasterError::Addr {
-        what,
-        addr: addr.to_string(),
-        problem: format!("{e} (expected HOST:PORT with an IP, e.g. 0.0.0.0:6443)"),
-    })
+    addr.parse()
+        .map_err(|e: std::net::AddrParseError| MasterError::Addr {
+            what,
+            addr: addr.to_string(),
+            problem: format!("{e} (expected HOST:PORT with an IP, e.g. 0.0.0.0:6443)"),
+        })
 }
 
 /// The host to put into URLs for a bound address.
@@ -133,9 +134,11 @@ fn secret_file(
         }
     }
     let s = make()?;
-    write_atomic(path, format!("{s}\n").as_bytes(), 0o600).map_err(|source| MasterError::DataDir {
-        path: path.to_path_buf(),
-        source,
+    write_atomic(path, format!("{s}\n").as_bytes(), 0o600).map_err(|source| {
+        MasterError::DataDir {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     Ok(s)
 }
@@ -148,7 +151,11 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
     })?;
     let store = Arc::new(Store::open(&dir.join("state.db"))?);
 
-    let mqtt_password = secret_file(&dir.join("mqtt-master.secret"), |s| s.len() >= 32, || Ok(random_hex(24)))?;
+    let mqtt_password = secret_file(
+        &dir.join("mqtt-master.secret"),
+        |s| s.len() >= 32,
+        || Ok(random_hex(24)),
+    )?;
     let valid = |role: Role| {
         let store = store.clone();
         move |t: &str| matches!(store.check_token(t), Ok(TokenCheck::Valid(r)) if r == role)
@@ -157,11 +164,7 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         Ok(store.create_token(Role::Admin, None, &now_rfc3339())?)
     })?;
     let join_token = secret_file(&dir.join("join.token"), valid(Role::Join), || {
-        Ok(store.create_token(
-            Role::Join,
-            Some(server::join_ttl()),
-            &now_rfc3339(),
-        )?)
+        Ok(store.create_token(Role::Join, Some(server::join_ttl()), &now_rfc3339())?)
     })?;
 
     let api_addr = parse_addr("api", &cfg.api_addr)?;
@@ -172,7 +175,10 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
                 addr: url.clone(),
                 problem: e.problem.to_string(),
             })?;
-            (url.clone(), server::BrokerEndpoint::External { url: url.clone() })
+            (
+                url.clone(),
+                server::BrokerEndpoint::External { url: url.clone() },
+            )
         }
         None => {
             let mqtt_addr = broker::resolve_port(parse_addr("mqtt", &cfg.mqtt_addr)?)?;
@@ -190,6 +196,11 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
 
     let (bus, eventloop) = bus::Bus::new(&broker_url, &mqtt_password)?;
     let liveness = Arc::new(ingest::Liveness::default());
+    // Nodes known from before a restart start their heartbeat clock now: one that never comes
+    // back is marked NotReady after the timeout instead of staying Ready forever.
+    for n in store.list::<crate::api::Node>(None)? {
+        liveness.beat(&n.metadata.name);
+    }
     let (inbox_tx, inbox_rx) = mpsc::channel(1024);
     let tasks = vec![
         tokio::spawn(bus.clone().run(eventloop, inbox_tx)),
@@ -203,19 +214,24 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         )),
     ];
 
-    let listener = tokio::net::TcpListener::bind(api_addr)
-        .await
-        .map_err(|e| MasterError::Addr {
-            what: "api",
-            addr: cfg.api_addr.clone(),
-            problem: e.to_string(),
-        })?;
+    let listener =
+        tokio::net::TcpListener::bind(api_addr)
+            .await
+            .map_err(|e| MasterError::Addr {
+                what: "api",
+                addr: cfg.api_addr.clone(),
+                problem: e.to_string(),
+            })?;
     let bound = listener.local_addr().map_err(|e| MasterError::Addr {
         what: "api",
         addr: cfg.api_addr.clone(),
         problem: e.to_string(),
     })?;
-    let api_url = format!("http://{}:{}", url_host(&bound, cfg.advertise_address.as_deref()), bound.port());
+    let api_url = format!(
+        "http://{}:{}",
+        url_host(&bound, cfg.advertise_address.as_deref()),
+        bound.port()
+    );
     let (stop, mut stop_rx) = watch::channel(false);
     let state = server::AppState {
         store: store.clone(),
@@ -226,11 +242,17 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
 
-    crate::cli::kubeconfig::write_admin_config(&cfg.admin_conf, "herd", &api_url, &admin_token, None)
-        .map_err(|e| MasterError::AdminConf {
-            path: cfg.admin_conf.clone(),
-            message: e.to_string(),
-        })?;
+    crate::cli::kubeconfig::write_admin_config(
+        &cfg.admin_conf,
+        "herd",
+        &api_url,
+        &admin_token,
+        None,
+    )
+    .map_err(|e| MasterError::AdminConf {
+        path: cfg.admin_conf.clone(),
+        message: e.to_string(),
+    })?;
     tracing::info!(api = %api_url, mqtt = %broker_url, "master started");
     Ok(RunningMaster {
         api_url,

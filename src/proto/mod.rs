@@ -22,7 +22,11 @@ pub enum ProtoError {
     #[error("topic {topic}: unsupported protocol version {v} (this build speaks {VERSION})")]
     Version { topic: String, v: u32 },
     #[error("topic {topic}: payload of {len} bytes exceeds the {max} byte limit")]
-    TooLarge { topic: String, len: usize, max: usize },
+    TooLarge {
+        topic: String,
+        len: usize,
+        max: usize,
+    },
 }
 
 /// Largest payload either side accepts; a pod spec is a few KB.
@@ -146,7 +150,10 @@ pub fn decode<T: serde::de::DeserializeOwned + Versioned>(
     }
     let msg: T = serde_json::from_slice(payload).map_err(|source| ProtoError::Decode {
         topic: topic.to_string(),
-        what: std::any::type_name::<T>().rsplit("::").next().unwrap_or("message"),
+        what: std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("message"),
         source,
     })?;
     if msg.version() != VERSION {
@@ -171,7 +178,15 @@ pub trait Versioned {
 macro_rules! versioned {
     ($($t:ty),*) => {$(impl Versioned for $t { fn version(&self) -> u32 { self.v } })*};
 }
-versioned!(DesiredPod, DesiredIndex, ObservedPod, NodeInfo, Heartbeat, RpcRequest, RpcResponse);
+versioned!(
+    DesiredPod,
+    DesiredIndex,
+    ObservedPod,
+    NodeInfo,
+    Heartbeat,
+    RpcRequest,
+    RpcResponse
+);
 
 #[cfg(test)]
 mod tests {
@@ -221,7 +236,11 @@ mod tests {
     #[test]
     fn bad_payloads_are_errors_that_name_the_topic() {
         let e = decode::<Heartbeat>("herd/v1/nodes/a/heartbeat", b"{nope").unwrap_err();
-        assert!(e.to_string().starts_with("topic herd/v1/nodes/a/heartbeat:"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("topic herd/v1/nodes/a/heartbeat:"),
+            "{e}"
+        );
         assert!(matches!(
             decode::<DesiredIndex>("t", br#"{"v":2,"pods":[]}"#),
             Err(ProtoError::Version { v: 2, .. })

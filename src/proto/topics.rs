@@ -42,14 +42,35 @@ pub fn master_filters() -> Vec<String> {
 /// An incoming topic, split into what it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topic<'a> {
-    Online { node: &'a str },
-    Info { node: &'a str },
-    Heartbeat { node: &'a str },
-    DesiredIndex { node: &'a str },
-    Desired { node: &'a str, ns: &'a str, pod: &'a str },
-    Observed { node: &'a str, ns: &'a str, pod: &'a str },
-    RpcRequest { node: &'a str },
-    RpcResponse { node: &'a str, id: &'a str },
+    Online {
+        node: &'a str,
+    },
+    Info {
+        node: &'a str,
+    },
+    Heartbeat {
+        node: &'a str,
+    },
+    DesiredIndex {
+        node: &'a str,
+    },
+    Desired {
+        node: &'a str,
+        ns: &'a str,
+        pod: &'a str,
+    },
+    Observed {
+        node: &'a str,
+        ns: &'a str,
+        pod: &'a str,
+    },
+    RpcRequest {
+        node: &'a str,
+    },
+    RpcResponse {
+        node: &'a str,
+        id: &'a str,
+    },
 }
 
 /// Parses a topic; `None` for anything that is not a herd v1 topic of a known shape.
@@ -80,23 +101,40 @@ mod tests {
     fn every_built_topic_parses_back_to_its_parts() {
         assert_eq!(parse(&online("w1")), Some(Topic::Online { node: "w1" }));
         assert_eq!(parse(&info("w1")), Some(Topic::Info { node: "w1" }));
-        assert_eq!(parse(&heartbeat("w1")), Some(Topic::Heartbeat { node: "w1" }));
+        assert_eq!(
+            parse(&heartbeat("w1")),
+            Some(Topic::Heartbeat { node: "w1" })
+        );
         assert_eq!(
             parse(&desired_index("w1")),
             Some(Topic::DesiredIndex { node: "w1" })
         );
         assert_eq!(
             parse(&desired("w1", "default", "web")),
-            Some(Topic::Desired { node: "w1", ns: "default", pod: "web" })
+            Some(Topic::Desired {
+                node: "w1",
+                ns: "default",
+                pod: "web"
+            })
         );
         assert_eq!(
             parse(&observed("w1", "kube", "db")),
-            Some(Topic::Observed { node: "w1", ns: "kube", pod: "db" })
+            Some(Topic::Observed {
+                node: "w1",
+                ns: "kube",
+                pod: "db"
+            })
         );
-        assert_eq!(parse(&rpc_request("n")), Some(Topic::RpcRequest { node: "n" }));
+        assert_eq!(
+            parse(&rpc_request("n")),
+            Some(Topic::RpcRequest { node: "n" })
+        );
         assert_eq!(
             parse(&rpc_response("n", "abc")),
-            Some(Topic::RpcResponse { node: "n", id: "abc" })
+            Some(Topic::RpcResponse {
+                node: "n",
+                id: "abc"
+            })
         );
     }
 

@@ -26,7 +26,9 @@ pub fn parse(url: &str) -> Result<(String, u16), UrlError> {
         None => (rest, None),
     };
     let port = match port {
-        Some(p) => p.parse::<u16>().map_err(|_| err("port is not a number 1-65535"))?,
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| err("port is not a number 1-65535"))?,
         None => 1883,
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -42,7 +44,10 @@ mod tests {
 
     #[test]
     fn good_urls_split_into_host_and_port() {
-        assert_eq!(parse("mqtt://10.0.0.1:1884").unwrap(), ("10.0.0.1".into(), 1884));
+        assert_eq!(
+            parse("mqtt://10.0.0.1:1884").unwrap(),
+            ("10.0.0.1".into(), 1884)
+        );
         assert_eq!(parse("mqtt://broker").unwrap(), ("broker".into(), 1883));
         assert_eq!(parse("tcp://h:1/").unwrap(), ("h".into(), 1));
         assert_eq!(parse("mqtt://[::1]:1883").unwrap(), ("::1".into(), 1883));
@@ -50,7 +55,14 @@ mod tests {
 
     #[test]
     fn bad_urls_say_what_is_wrong() {
-        for u in ["http://x:1", "mqtt://", "mqtt://h:0", "mqtt://h:x", "mqtt://u@h:1", "mqtt://h:1/p"] {
+        for u in [
+            "http://x:1",
+            "mqtt://",
+            "mqtt://h:0",
+            "mqtt://h:x",
+            "mqtt://u@h:1",
+            "mqtt://h:1/p",
+        ] {
             assert!(parse(u).is_err(), "{u}");
         }
     }

@@ -13,7 +13,9 @@ use tokio::sync::{mpsc, watch};
 use super::join::Credentials;
 use super::pods::manager::{Desired, Manager, Report};
 use crate::api::Pod;
-use crate::proto::{self, topics, topics::Topic, DesiredPod, ObservedPod, RpcCall, RpcRequest, RpcResponse};
+use crate::proto::{
+    self, topics, topics::Topic, DesiredPod, ObservedPod, RpcCall, RpcRequest, RpcResponse,
+};
 use crate::worker::runtime::Runtime;
 
 pub struct AgentConfig {
@@ -43,7 +45,12 @@ pub async fn run<R: Runtime>(
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(true);
     opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);
-    opts.set_last_will(LastWill::new(topics::online(&node), "false", QoS::AtLeastOnce, true));
+    opts.set_last_will(LastWill::new(
+        topics::online(&node),
+        "false",
+        QoS::AtLeastOnce,
+        true,
+    ));
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
 
     let mut desired = Desired::default();
@@ -190,20 +197,29 @@ fn handle_publish(
                 Ok(d) if d.pod.metadata.ns() == ns && d.pod.metadata.name == pod => {
                     desired.specs.insert(key, d.pod);
                 }
-                Ok(_) => tracing::warn!(%topic, "dropping desired pod whose name does not match its topic"),
+                Ok(_) => {
+                    tracing::warn!(%topic, "dropping desired pod whose name does not match its topic")
+                }
                 Err(e) => tracing::warn!(error = %e, "dropping malformed desired pod"),
             }
         }
-        Topic::RpcRequest { node: n } if n == node => match proto::decode::<RpcRequest>(topic, payload) {
-            Ok(req) => rpc(node, req, desired, client, logs_dir, running, cancels),
-            Err(e) => tracing::warn!(error = %e, "dropping malformed rpc request"),
-        },
+        Topic::RpcRequest { node: n } if n == node => {
+            match proto::decode::<RpcRequest>(topic, payload) {
+                Ok(req) => rpc(node, req, desired, client, logs_dir, running, cancels),
+                Err(e) => tracing::warn!(error = %e, "dropping malformed rpc request"),
+            }
+        }
         _ => tracing::warn!(%topic, "dropping message not meant for this node"),
     }
 }
 
 /// The log file of a container's current (or previous) attempt: the highest-numbered one.
-fn attempt_log(logs_dir: &std::path::Path, uid: &str, container: &str, previous: bool) -> Option<PathBuf> {
+fn attempt_log(
+    logs_dir: &std::path::Path,
+    uid: &str,
+    container: &str,
+    previous: bool,
+) -> Option<PathBuf> {
     let dir = logs_dir.join(uid).join(container);
     let mut attempts: Vec<u32> = std::fs::read_dir(&dir)
         .ok()?
@@ -244,16 +260,34 @@ fn rpc(
             }
         }
         RpcCall::Resync => {}
-        RpcCall::Logs { namespace, pod, uid, container, tail_lines, follow, previous } => {
-            let known = desired.specs.get(&(namespace.clone(), pod.clone())).is_some_and(|p: &Pod| p.metadata.uid == uid);
+        RpcCall::Logs {
+            namespace,
+            pod,
+            uid,
+            container,
+            tail_lines,
+            follow,
+            previous,
+        } => {
+            let known = desired
+                .specs
+                .get(&(namespace.clone(), pod.clone()))
+                .is_some_and(|p: &Pod| p.metadata.uid == uid);
             let path = attempt_log(logs_dir, &uid, &container, previous);
             let Some(path) = path.filter(|_| known || lock(running).contains(&uid)) else {
                 let msg = if previous {
-                    format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
+                    format!(
+                        "previous terminated container \"{container}\" in pod \"{pod}\" not found"
+                    )
                 } else {
                     format!("container \"{container}\" in pod \"{pod}\" has no logs yet (is it waiting to start?)")
                 };
-                let _ = client.try_publish(resp_topic, QoS::AtLeastOnce, false, proto::encode(&reply(0, String::new(), Some(msg), true)));
+                let _ = client.try_publish(
+                    resp_topic,
+                    QoS::AtLeastOnce,
+                    false,
+                    proto::encode(&reply(0, String::new(), Some(msg), true)),
+                );
                 return;
             };
             let client = client.clone();
@@ -301,8 +335,17 @@ fn rpc(
                     }
                 }
                 lock(&cancels).remove(&id);
-                let r = RpcResponse { v: proto::VERSION, id: id.clone(), seq, data: String::new(), error: None, eof: true };
-                let _ = client.publish(resp_topic, QoS::AtLeastOnce, false, proto::encode(&r)).await;
+                let r = RpcResponse {
+                    v: proto::VERSION,
+                    id: id.clone(),
+                    seq,
+                    data: String::new(),
+                    error: None,
+                    eof: true,
+                };
+                let _ = client
+                    .publish(resp_topic, QoS::AtLeastOnce, false, proto::encode(&r))
+                    .await;
             });
         }
     }
@@ -311,7 +354,14 @@ fn rpc(
 /// Splits large text into payload-sized pieces (only the last keeps `eof`).
 async fn send_chunked(client: &AsyncClient, topic: &str, resp: RpcResponse) {
     const CHUNK: usize = 256 * 1024;
-    let RpcResponse { v, id, seq, data, error, eof } = resp;
+    let RpcResponse {
+        v,
+        id,
+        seq,
+        data,
+        error,
+        eof,
+    } = resp;
     let mut pieces: Vec<String> = Vec::new();
     let mut rest = data.as_str();
     while rest.len() > CHUNK {
@@ -335,7 +385,12 @@ async fn send_chunked(client: &AsyncClient, topic: &str, resp: RpcResponse) {
             eof: last && eof,
         };
         let _ = client
-            .publish(topic.to_string(), QoS::AtLeastOnce, false, proto::encode(&r))
+            .publish(
+                topic.to_string(),
+                QoS::AtLeastOnce,
+                false,
+                proto::encode(&r),
+            )
             .await;
     }
 }

@@ -29,10 +29,12 @@ pub struct Credentials {
 
 pub fn load(path: &Path) -> Result<Option<Credentials>, JoinError> {
     match std::fs::read(path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| JoinError::File {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        }),
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| JoinError::File {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(JoinError::File {
             path: path.display().to_string(),
@@ -41,7 +43,12 @@ pub fn load(path: &Path) -> Result<Option<Credentials>, JoinError> {
     }
 }
 
-pub async fn join(master: &str, token: &str, node_name: &str, path: &Path) -> Result<Credentials, JoinError> {
+pub async fn join(
+    master: &str,
+    token: &str,
+    node_name: &str,
+    path: &Path,
+) -> Result<Credentials, JoinError> {
     let url = format!("{}/apis/herd.io/v1/join", master.trim_end_matches('/'));
     let resp = reqwest::Client::new()
         .post(&url)

@@ -92,7 +92,9 @@ pub fn node(name: &str, labels: &BTreeMap<String, String>, ip: Option<String>) -
     n.metadata.labels.insert(LABEL_OS.into(), "linux".into());
     n.metadata.labels.insert(LABEL_HOSTNAME.into(), name.into());
     if !variant.is_empty() {
-        n.metadata.labels.insert(LABEL_ARCH_VARIANT.into(), variant.clone());
+        n.metadata
+            .labels
+            .insert(LABEL_ARCH_VARIANT.into(), variant.clone());
     }
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let mem = mem_total_bytes();
@@ -138,7 +140,11 @@ pub fn node(name: &str, labels: &BTreeMap<String, String>, ip: Option<String>) -
 pub fn local_ip_towards(host: &str, port: u16) -> Option<String> {
     use std::net::ToSocketAddrs;
     let addr = (host, port).to_socket_addrs().ok()?.next()?;
-    let bind = if addr.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+    let bind = if addr.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
     let sock = std::net::UdpSocket::bind(bind).ok()?;
     sock.connect(addr).ok()?;
     Some(sock.local_addr().ok()?.ip().to_string())
@@ -151,8 +157,14 @@ mod tests {
     #[test]
     fn the_node_carries_kubernetes_labels_and_capacity() {
         let n = node("w1", &BTreeMap::new(), Some("127.0.0.1".into()));
-        assert_eq!(n.metadata.labels.get(LABEL_ARCH).map(String::as_str), Some(goarch()));
-        assert_eq!(n.metadata.labels.get(LABEL_HOSTNAME).map(String::as_str), Some("w1"));
+        assert_eq!(
+            n.metadata.labels.get(LABEL_ARCH).map(String::as_str),
+            Some(goarch())
+        );
+        assert_eq!(
+            n.metadata.labels.get(LABEL_HOSTNAME).map(String::as_str),
+            Some("w1")
+        );
         assert!(n.status.capacity.contains_key("cpu"));
         assert!(crate::api::quantity::parse_bytes(&n.status.allocatable["memory"]).is_ok());
         assert_eq!(n.internal_ip(), Some("127.0.0.1"));

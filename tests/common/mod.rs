@@ -44,7 +44,11 @@ pub struct Cluster {
 
 /// Reads a child's stdout until `done` accepts a line, bounded by `timeout`; the rest of the
 /// output keeps draining on a thread so the child never blocks on a full pipe.
-fn wait_for_lines(child: &mut Child, timeout: Duration, done: impl Fn(&str) -> bool) -> Vec<String> {
+fn wait_for_lines(
+    child: &mut Child,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Vec<String> {
     let out = child.stdout.take().expect("stdout piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -79,25 +83,43 @@ impl Cluster {
 
     /// With `broker`, the master uses that external broker instead of its embedded one.
     pub fn start_with(worker_labels: &[&[&str]], broker: Option<&str>) -> Cluster {
-        let tmp = tempfile::Builder::new().prefix("herd-it-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("herd-it-")
+            .tempdir()
+            .expect("tempdir");
         let image = busybox_tar(tmp.path());
         let mdir = tmp.path().join("master");
         let mut cmd = Command::new(HERD);
-        cmd.args(["master", "--api-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0", "--data-dir"])
-            .arg(&mdir);
+        cmd.args([
+            "master",
+            "--api-addr",
+            "127.0.0.1:0",
+            "--mqtt-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(&mdir);
         if let Some(b) = broker {
             cmd.args(["--broker", b]);
         }
         let mut child = cmd
             .stdout(Stdio::piped())
-            .stderr(Stdio::from(std::fs::File::create(tmp.path().join("master.log")).expect("log")))
+            .stderr(Stdio::from(
+                std::fs::File::create(tmp.path().join("master.log")).expect("log"),
+            ))
             .spawn()
             .expect("spawn master");
         let lines = wait_for_lines(&mut child, Duration::from_secs(20), |l| {
             l.trim_start().starts_with("herd worker --join")
         });
-        let mut master = Proc { name: "master".into(), child, data_dir: mdir };
-        let join = lines.iter().find(|l| l.trim_start().starts_with("herd worker --join"));
+        let mut master = Proc {
+            name: "master".into(),
+            child,
+            data_dir: mdir,
+        };
+        let join = lines
+            .iter()
+            .find(|l| l.trim_start().starts_with("herd worker --join"));
         let Some(join) = join else {
             let _ = master.child.kill();
             panic!("master printed no join line: {lines:?}");
@@ -105,7 +127,14 @@ impl Cluster {
         let parts: Vec<&str> = join.split_whitespace().collect();
         let api_url = parts[3].to_string();
         let token = parts[5].to_string();
-        let mut c = Cluster { tmp, master, api_url, token, workers: Vec::new(), image };
+        let mut c = Cluster {
+            tmp,
+            master,
+            api_url,
+            token,
+            workers: Vec::new(),
+            image,
+        };
         for (i, labels) in worker_labels.iter().enumerate() {
             c.add_worker(&format!("w{}", i + 1), labels);
         }
@@ -121,14 +150,25 @@ impl Cluster {
             &std::fs::read(self.workers[0].data_dir.join("node.json")).expect("node.json"),
         )
         .expect("node.json is json");
-        let mqtt = creds["mqttUrl"].as_str().expect("mqttUrl").trim_start_matches("mqtt://").to_string();
+        let mqtt = creds["mqttUrl"]
+            .as_str()
+            .expect("mqttUrl")
+            .trim_start_matches("mqtt://")
+            .to_string();
         let log = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
             .open(self.tmp.path().join("master.log"))
             .expect("log");
         let mut child = Command::new(HERD)
-            .args(["master", "--api-addr", &api, "--mqtt-addr", &mqtt, "--data-dir"])
+            .args([
+                "master",
+                "--api-addr",
+                &api,
+                "--mqtt-addr",
+                &mqtt,
+                "--data-dir",
+            ])
             .arg(&self.master.data_dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -159,27 +199,52 @@ impl Cluster {
             .arg(&dir)
             .output()
             .expect("image import");
-        assert!(st.status.success(), "image import: {}", String::from_utf8_lossy(&st.stderr));
+        assert!(
+            st.status.success(),
+            "image import: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
         let mut cmd = Command::new(HERD);
-        cmd.args(["worker", "--join", &self.api_url, "--token", &self.token, "--node-name", name, "--heartbeat-seconds", "1", "--data-dir"])
-            .arg(&dir)
-            .env("HERD_RESTART_BACKOFF_BASE_MS", "300");
+        cmd.args([
+            "worker",
+            "--join",
+            &self.api_url,
+            "--token",
+            &self.token,
+            "--node-name",
+            name,
+            "--heartbeat-seconds",
+            "1",
+            "--data-dir",
+        ])
+        .arg(&dir)
+        .env("HERD_RESTART_BACKOFF_BASE_MS", "300");
         for l in labels {
             cmd.args(["--node-label", l]);
         }
         let child = cmd
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(self.tmp.path().join(format!("{name}.log"))).expect("log")))
+            .stderr(Stdio::from(
+                std::fs::File::create(self.tmp.path().join(format!("{name}.log"))).expect("log"),
+            ))
             .spawn()
             .expect("spawn worker");
-        self.workers.push(Proc { name: name.into(), child, data_dir: dir });
+        self.workers.push(Proc {
+            name: name.into(),
+            child,
+            data_dir: dir,
+        });
     }
 
     /// Runs the CLI against this cluster; returns (success, stdout, stderr).
     pub fn herd(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
         let mut cmd = Command::new(HERD);
         cmd.arg("--config").arg(self.config()).args(args);
-        cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn herd cli");
         if let Some(input) = stdin {
@@ -223,14 +288,20 @@ impl Cluster {
     pub fn node_ready(&self, name: &str) -> Option<bool> {
         let n = self.get_json(&["get", "node", name])?;
         let conds = n["status"]["conditions"].as_array()?;
-        Some(conds.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        Some(
+            conds
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True"),
+        )
     }
 
     pub fn wait_nodes_ready(&self) {
         for w in &self.workers {
-            self.wait(&format!("node {} Ready", w.name), Duration::from_secs(30), || {
-                self.node_ready(&w.name).filter(|r| *r)
-            });
+            self.wait(
+                &format!("node {} Ready", w.name),
+                Duration::from_secs(30),
+                || self.node_ready(&w.name).filter(|r| *r),
+            );
         }
     }
 
@@ -251,7 +322,10 @@ impl Cluster {
     }
 
     pub fn worker(&mut self, name: &str) -> &mut Proc {
-        self.workers.iter_mut().find(|w| w.name == name).expect("worker")
+        self.workers
+            .iter_mut()
+            .find(|w| w.name == name)
+            .expect("worker")
     }
 }
 
@@ -276,16 +350,25 @@ pub fn scrub(dir: &Path) {
     // Shim processes carry their bundle path (under the data dir) on the command line.
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             if String::from_utf8_lossy(&cmd).contains(&dir_s) && pid != std::process::id() as i32 {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
             }
         }
     }
     // Container processes: everything in the cgroups of pods this worker ran.
     let pods: Vec<String> = std::fs::read_dir(dir.join("containers"))
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     for uid in &pods {
         for root in cgroup_roots() {
@@ -333,12 +416,18 @@ fn kill_and_remove_cgroup(p: &Path) {
     }
     for _ in 0..20 {
         let procs = std::fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default();
-        let pids: Vec<i32> = procs.lines().filter_map(|l| l.trim().parse().ok()).collect();
+        let pids: Vec<i32> = procs
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
         if pids.is_empty() {
             break;
         }
         for pid in pids {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -396,10 +485,17 @@ impl Mosquitto {
             .expect("mosquitto (apt-get install mosquitto)");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Mosquitto { child, port, _dir: dir }
+        Mosquitto {
+            child,
+            port,
+            _dir: dir,
+        }
     }
 
     pub fn url(&self) -> String {

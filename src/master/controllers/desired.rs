@@ -25,17 +25,19 @@ pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>) -> Picture {
         pic.pods.entry(n.clone()).or_default();
     }
     for p in pods {
-        let Some(node) = p.spec.node_name.clone() else { continue };
+        let Some(node) = p.spec.node_name.clone() else {
+            continue;
+        };
         let mut desired = p.clone();
         desired.status = PodStatus::default();
         let payload = proto::encode(&DesiredPod {
             v: proto::VERSION,
             pod: desired,
         });
-        pic.pods
-            .entry(node)
-            .or_default()
-            .insert((p.metadata.ns().to_string(), p.metadata.name.clone()), payload);
+        pic.pods.entry(node).or_default().insert(
+            (p.metadata.ns().to_string(), p.metadata.name.clone()),
+            payload,
+        );
     }
     for (node, set) in &pic.pods {
         let keys = set
@@ -166,7 +168,10 @@ mod tests {
 
     #[test]
     fn first_publish_sends_each_pod_then_the_index() {
-        let new = picture(&[pod("a", Some("w1"), "u1"), pod("b", None, "u2")], &nodes(&["w1", "w2"]));
+        let new = picture(
+            &[pod("a", Some("w1"), "u1"), pod("b", None, "u2")],
+            &nodes(&["w1", "w2"]),
+        );
         let out = diff(&Picture::default(), &new);
         let topics: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(
@@ -196,6 +201,9 @@ mod tests {
         let out = diff(&old, &new);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].0, "herd/v1/nodes/w1/desired");
-        assert_eq!(out[1], ("herd/v1/nodes/w1/desired/default/a".to_string(), vec![]));
+        assert_eq!(
+            out[1],
+            ("herd/v1/nodes/w1/desired/default/a".to_string(), vec![])
+        );
     }
 }

@@ -18,9 +18,10 @@ pub fn reconcile(store: &Store) -> Result<usize, StoreError> {
         .cloned()
         .collect();
     let mut bound = 0;
-    for pod in pods.iter().filter(|p| {
-        p.spec.node_name.is_none() && p.metadata.deletion_timestamp.is_none()
-    }) {
+    for pod in pods
+        .iter()
+        .filter(|p| p.spec.node_name.is_none() && p.metadata.deletion_timestamp.is_none())
+    {
         let snapshots: Vec<scheduler::NodeSnapshot> = nodes
             .iter()
             .map(|n| {

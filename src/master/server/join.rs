@@ -37,7 +37,9 @@ fn broker_url(b: &BrokerEndpoint, headers: &HeaderMap) -> String {
                     .and_then(|h| h.to_str().ok())
                     .unwrap_or("127.0.0.1");
                 match h.rsplit_once(':') {
-                    Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host.to_string(),
+                    Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                        host.to_string()
+                    }
                     _ => h.to_string(),
                 }
             });
@@ -109,13 +111,17 @@ pub async fn create_token(
     let req: TokenRequest = if body.is_empty() {
         TokenRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("token request: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("token request: {e}")))?
     };
     let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TOKEN_TTL);
     if ttl <= 0 {
         return Err(ApiError::bad_request("ttlSeconds: must be positive"));
     }
     let store = st.store.clone();
-    let token = blocking(move || Ok(store.create_token(Role::Join, Some(ttl), &now_rfc3339())?)).await?;
-    Ok(Json(serde_json::json!({ "token": token, "ttlSeconds": ttl })))
+    let token =
+        blocking(move || Ok(store.create_token(Role::Join, Some(ttl), &now_rfc3339())?)).await?;
+    Ok(Json(
+        serde_json::json!({ "token": token, "ttlSeconds": ttl }),
+    ))
 }

@@ -67,7 +67,12 @@ pub async fn logs(
         }
         None if pod.spec.containers.len() == 1 => pod.spec.containers[0].name.clone(),
         None => {
-            let names: Vec<&str> = pod.spec.containers.iter().map(|c| c.name.as_str()).collect();
+            let names: Vec<&str> = pod
+                .spec
+                .containers
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect();
             return Err(ApiError::bad_request(format!(
                 "a container name must be specified for pod {name}, choose one of: [{}]",
                 names.join(" ")
@@ -88,11 +93,13 @@ pub async fn logs(
         follow: q.follow,
         previous: q.previous,
     };
-    let (id, mut rx) = st
-        .bus
-        .rpc(&node, call)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", e.to_string()))?;
+    let (id, mut rx) = st.bus.rpc(&node, call).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            e.to_string(),
+        )
+    })?;
     let mut guard = CancelOnDrop {
         bus: st.bus.clone(),
         node: node.clone(),
@@ -118,7 +125,11 @@ pub async fn logs(
     }
     let stream = futures_util::stream::unfold(
         (Some(first), rx, guard),
-        |(pending, mut rx, mut guard): (Option<RpcResponse>, mpsc::Receiver<RpcResponse>, CancelOnDrop)| async move {
+        |(pending, mut rx, mut guard): (
+            Option<RpcResponse>,
+            mpsc::Receiver<RpcResponse>,
+            CancelOnDrop,
+        )| async move {
             let chunk = match pending {
                 Some(c) => c,
                 None => {

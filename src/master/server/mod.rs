@@ -24,7 +24,10 @@ use crate::api::Status;
 #[derive(Clone, Debug)]
 pub enum BrokerEndpoint {
     /// Embedded broker on this port; the host is the one the worker used to reach the API.
-    Embedded { port: u16, advertise: Option<String> },
+    Embedded {
+        port: u16,
+        advertise: Option<String>,
+    },
     /// External broker, told to workers as given.
     External { url: String },
 }
@@ -73,11 +76,19 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "AlreadyExists", e.to_string())
             }
-            StoreError::NotFound { .. } => ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string()),
-            StoreError::Conflict { .. } => ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string()),
+            StoreError::NotFound { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, "NotFound", e.to_string())
+            }
+            StoreError::Conflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
             _ => {
                 tracing::error!(error = %e, "store failure");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", e.to_string())
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "InternalError",
+                    e.to_string(),
+                )
             }
         }
     }
@@ -106,7 +117,10 @@ pub async fn blocking<T: Send + 'static>(
 pub fn router(state: AppState) -> Router {
     let authed = Router::new()
         .route("/api/v1/nodes", get(nodes::list))
-        .route("/api/v1/nodes/{name}", get(nodes::get_one).delete(nodes::delete))
+        .route(
+            "/api/v1/nodes/{name}",
+            get(nodes::get_one).delete(nodes::delete),
+        )
         .route("/api/v1/pods", get(pods::list_all))
         .route(
             "/api/v1/namespaces/{ns}/pods",
@@ -124,7 +138,13 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/apis/herd.io/v1/join", post(join::join))
         .merge(authed)
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource") })
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })
         .with_state(state)
 }
 
@@ -168,10 +188,12 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
         Ok(TokenCheck::Expired) => {
             ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "token expired").into_response()
         }
-        Ok(TokenCheck::Unknown) => {
-            ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "invalid bearer token")
-                .into_response()
-        }
+        Ok(TokenCheck::Unknown) => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "invalid bearer token",
+        )
+        .into_response(),
         Err(e) => e.into_response(),
     }
 }

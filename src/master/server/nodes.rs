@@ -14,7 +14,10 @@ pub async fn list(State(st): State<AppState>) -> Result<Json<List<Node>>, ApiErr
     Ok(Json(l))
 }
 
-pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> Result<Json<Node>, ApiError> {
+pub async fn get_one(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Node>, ApiError> {
     let store = st.store.clone();
     let n = name.clone();
     blocking(move || Ok(store.get::<Node>("", &n)?))
@@ -25,7 +28,10 @@ pub async fn get_one(State(st): State<AppState>, Path(name): Path<String>) -> Re
 
 /// Removes the node and revokes its MQTT credentials; its pods are not moved (that is the
 /// node lifecycle controller's job, later).
-pub async fn delete(State(st): State<AppState>, Path(name): Path<String>) -> Result<Json<Node>, ApiError> {
+pub async fn delete(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<Node>, ApiError> {
     let store = st.store.clone();
     let n = name.clone();
     blocking(move || {

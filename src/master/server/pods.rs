@@ -28,7 +28,9 @@ fn parse_selector(s: &str) -> Result<Vec<(String, String)>, ApiError> {
             let (k, v) = p
                 .split_once("==")
                 .or_else(|| p.split_once('='))
-                .ok_or_else(|| ApiError::bad_request(format!("labelSelector: {p:?} is not key=value")))?;
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!("labelSelector: {p:?} is not key=value"))
+                })?;
             Ok((k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
@@ -92,13 +94,21 @@ fn parse_pod(body: &[u8], ns: &str, name: Option<&str>) -> Result<Pod, ApiError>
             format!("request body of {} bytes exceeds {MAX_BODY}", body.len()),
         ));
     }
-    let text = std::str::from_utf8(body).map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
     let mut objs = crate::api::manifest::parse(text).map_err(|e| {
-        let where_ = if e.path.is_empty() { String::new() } else { format!("{}: ", e.path) };
+        let where_ = if e.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", e.path)
+        };
         ApiError::invalid(format!("{where_}{}", e.message))
     })?;
     if objs.len() != 1 {
-        return Err(ApiError::bad_request(format!("expected one object, got {}", objs.len())));
+        return Err(ApiError::bad_request(format!(
+            "expected one object, got {}",
+            objs.len()
+        )));
     }
     let Object::Pod(pod) = objs.remove(0);
     let mut pod = *pod;
@@ -230,7 +240,10 @@ pub async fn delete(
                 p.metadata.deletion_timestamp = Some(now.clone());
             }
             // A shorter grace may replace a longer one, never the other way (as Kubernetes).
-            let g = p.metadata.deletion_grace_period_seconds.map_or(grace, |old| old.min(grace));
+            let g = p
+                .metadata
+                .deletion_grace_period_seconds
+                .map_or(grace, |old| old.min(grace));
             p.metadata.deletion_grace_period_seconds = Some(g);
             Ok(())
         })?)

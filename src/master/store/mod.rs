@@ -37,7 +37,9 @@ pub enum StoreError {
     NotFound { kind: &'static str, name: String },
     #[error("{kind} \"{name}\": uid precondition failed (object was replaced)")]
     Conflict { kind: &'static str, name: String },
-    #[error("state database was written by a newer herd (schema {found}, this build knows {known})")]
+    #[error(
+        "state database was written by a newer herd (schema {found}, this build knows {known})"
+    )]
     TooNew { found: i64, known: i64 },
     #[error("state database: {0}")]
     Invalid(String),
@@ -287,14 +289,7 @@ impl Store {
         tx.execute(
             "UPDATE resources SET generation = ?4, resource_version = ?5, body = ?6
              WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-            params![
-                T::KIND,
-                ns,
-                name,
-                new.meta().generation,
-                rv,
-                to_body(&new)?
-            ],
+            params![T::KIND, ns, name, new.meta().generation, rv, to_body(&new)?],
         )
         .map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;

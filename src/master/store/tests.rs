@@ -2,9 +2,11 @@ use super::*;
 use crate::api::pod::Container;
 
 fn pod(name: &str) -> Pod {
-    let mut p = Pod::default();
-    p.api_version = "v1".into();
-    p.kind = "Pod".into();
+    let mut p = Pod {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        ..Default::default()
+    };
     p.metadata.name = name.into();
     p.spec.containers.push(Container {
         name: "main".into(),

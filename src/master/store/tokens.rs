@@ -97,7 +97,12 @@ impl Store {
     }
 
     /// Sets (replaces) a node's MQTT password; returns nothing, the caller holds the secret.
-    pub fn set_node_password(&self, node: &str, password: &str, now: &str) -> Result<(), StoreError> {
+    pub fn set_node_password(
+        &self,
+        node: &str,
+        password: &str,
+        now: &str,
+    ) -> Result<(), StoreError> {
         self.lock().execute(
             "INSERT INTO node_credentials (node, password_sha256, created_at) VALUES (?1, ?2, ?3)
              ON CONFLICT(node) DO UPDATE SET password_sha256 = excluded.password_sha256,
@@ -120,8 +125,10 @@ impl Store {
     }
 
     pub fn remove_node_password(&self, node: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute("DELETE FROM node_credentials WHERE node = ?1", params![node])?;
+        self.lock().execute(
+            "DELETE FROM node_credentials WHERE node = ?1",
+            params![node],
+        )?;
         Ok(())
     }
 }

@@ -38,7 +38,10 @@ pub struct Update {
 
 /// Log file of one attempt; the pod's `logs` RPC reads the highest (or the one before).
 pub fn log_path(logs_dir: &std::path::Path, uid: &str, container: &str, attempt: u32) -> PathBuf {
-    logs_dir.join(uid).join(container).join(format!("{attempt}.log"))
+    logs_dir
+        .join(uid)
+        .join(container)
+        .join(format!("{attempt}.log"))
 }
 
 fn waiting(reason: &str, message: String) -> ContainerState {
@@ -71,7 +74,11 @@ fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
 
 /// libcontainer ids: short, unique per attempt, `[a-z0-9-]`.
 fn container_id(uid: &str, name: &str, attempt: u32) -> String {
-    let short: String = uid.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+    let short: String = uid
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
     format!("{short}-{name}-{attempt}")
 }
 
@@ -123,7 +130,10 @@ pub async fn run<R: Runtime>(
         };
         attempt += 1;
         let id = container_id(&uid, &spec.name, attempt);
-        let dir = env.containers_dir.join(&uid).join(format!("{}-{attempt}", spec.name));
+        let dir = env
+            .containers_dir
+            .join(&uid)
+            .join(format!("{}-{attempt}", spec.name));
         let outcome = start_one(&env, &pod, &spec, &image, &id, &dir, attempt).await;
         let started = match outcome {
             Ok(s) => s,
@@ -132,10 +142,11 @@ pub async fn run<R: Runtime>(
                 cleanup(&env, &id, &dir).await;
                 status.state = waiting("CreateContainerError", message);
                 send(&status, true).await;
-                let delay = match backoff.on_exit(crate::api::RestartPolicy::Always, 1, Duration::ZERO) {
-                    AfterExit::RestartIn(d) => d,
-                    AfterExit::Stay => env.backoff_base,
-                };
+                let delay =
+                    match backoff.on_exit(crate::api::RestartPolicy::Always, 1, Duration::ZERO) {
+                        AfterExit::RestartIn(d) => d,
+                        AfterExit::Stay => env.backoff_base,
+                    };
                 if wait_or_stop(&mut stop, delay).await {
                     return;
                 }

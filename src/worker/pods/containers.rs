@@ -25,8 +25,18 @@ pub struct SpecError {
 pub fn argv(c: &Container, img: &ImageConfig) -> Result<Vec<String>, SpecError> {
     let argv: Vec<String> = match (c.command.is_empty(), c.args.is_empty()) {
         (false, _) => c.command.iter().chain(c.args.iter()).cloned().collect(),
-        (true, false) => img.entrypoint.iter().chain(c.args.iter()).cloned().collect(),
-        (true, true) => img.entrypoint.iter().chain(img.cmd.iter()).cloned().collect(),
+        (true, false) => img
+            .entrypoint
+            .iter()
+            .chain(c.args.iter())
+            .cloned()
+            .collect(),
+        (true, true) => img
+            .entrypoint
+            .iter()
+            .chain(img.cmd.iter())
+            .cloned()
+            .collect(),
     };
     if argv.is_empty() {
         return Err(SpecError {
@@ -199,11 +209,20 @@ mod tests {
     fn pod_env_overrides_image_env_and_expands_references() {
         let mut c = ctr();
         c.env = vec![
-            EnvVar { name: "A".into(), value: "pod".into() },
-            EnvVar { name: "B".into(), value: "$(A)-$(NOPE)-$$(A)".into() },
+            EnvVar {
+                name: "A".into(),
+                value: "pod".into(),
+            },
+            EnvVar {
+                name: "B".into(),
+                value: "$(A)-$(NOPE)-$$(A)".into(),
+            },
         ];
         let e = env(&c, &img(), "web");
-        assert_eq!(e, ["PATH=/bin", "A=pod", "HOSTNAME=web", "B=pod-$(NOPE)-$(A)"]);
+        assert_eq!(
+            e,
+            ["PATH=/bin", "A=pod", "HOSTNAME=web", "B=pod-$(NOPE)-$(A)"]
+        );
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub struct Desired {
 impl Desired {
     /// Pods the master wants, with their specs, in index order.
     pub fn wanted(&self) -> Vec<&Pod> {
-        let Some(idx) = &self.index else { return Vec::new() };
+        let Some(idx) = &self.index else {
+            return Vec::new();
+        };
         idx.pods
             .iter()
             .filter_map(|k| {
@@ -42,9 +44,14 @@ impl Desired {
 /// A pod loop's report to the agent.
 #[derive(Debug, Clone)]
 pub enum Report {
-    Status { pod: Pod, status: PodStatus },
+    Status {
+        pod: Pod,
+        status: PodStatus,
+    },
     /// Every container of the pod is stopped and removed.
-    Stopped { pod: Pod },
+    Stopped {
+        pod: Pod,
+    },
 }
 
 struct Running {
@@ -145,10 +152,8 @@ impl<R: Runtime> Manager<R> {
         let task = tokio::spawn(
             run_pod(self.env.clone(), pod.clone(), stop_rx, self.reports.clone()).instrument(span),
         );
-        self.running.insert(
-            pod.metadata.uid.clone(),
-            Running { pod, stop, task },
-        );
+        self.running
+            .insert(pod.metadata.uid.clone(), Running { pod, stop, task });
     }
 }
 
@@ -163,8 +168,7 @@ async fn run_pod<R: Runtime>(
     let (tx, mut rx) = mpsc::channel::<Update>(64);
     for i in 0..n {
         tokio::spawn(
-            container::run(env.clone(), pod.clone(), i, tx.clone(), stop.clone())
-                .in_current_span(),
+            container::run(env.clone(), pod.clone(), i, tx.clone(), stop.clone()).in_current_span(),
         );
     }
     drop(tx);
@@ -211,7 +215,9 @@ async fn run_pod<R: Runtime>(
     let (containers, logs) = (env.containers_dir.join(&uid), env.logs_dir.join(&uid));
     let _ = tokio::task::spawn_blocking(move || {
         let cg = format!("/herd/{uid}");
-        if let Err(e) = crate::worker::runtime::cgroups::remove(&cg, std::time::Duration::from_secs(5)) {
+        if let Err(e) =
+            crate::worker::runtime::cgroups::remove(&cg, std::time::Duration::from_secs(5))
+        {
             tracing::warn!(cgroup = %cg, error = %e, "pod cgroup not removed");
         }
         let _ = std::fs::remove_dir_all(containers);

@@ -22,9 +22,12 @@ pub fn phase(policy: RestartPolicy, statuses: &[ContainerStatus], will_restart: 
     if !all_terminated || will_restart {
         return PodPhase::Running;
     }
-    let all_ok = statuses
-        .iter()
-        .all(|c| c.state.terminated.as_ref().is_some_and(|t| t.exit_code == 0));
+    let all_ok = statuses.iter().all(|c| {
+        c.state
+            .terminated
+            .as_ref()
+            .is_some_and(|t| t.exit_code == 0)
+    });
     match (policy, all_ok) {
         (_, true) => PodPhase::Succeeded,
         (RestartPolicy::Always, false) => PodPhase::Running,
@@ -119,21 +122,39 @@ mod tests {
 
     #[test]
     fn a_pod_is_pending_until_every_container_started() {
-        assert_eq!(phase(RestartPolicy::Always, &[running(), waiting()], false), PodPhase::Pending);
+        assert_eq!(
+            phase(RestartPolicy::Always, &[running(), waiting()], false),
+            PodPhase::Pending
+        );
         assert_eq!(phase(RestartPolicy::Always, &[], false), PodPhase::Pending);
     }
 
     #[test]
     fn a_pod_runs_while_any_container_runs_or_will_restart() {
-        assert_eq!(phase(RestartPolicy::Never, &[running(), exited(0)], false), PodPhase::Running);
-        assert_eq!(phase(RestartPolicy::Always, &[exited(1)], true), PodPhase::Running);
+        assert_eq!(
+            phase(RestartPolicy::Never, &[running(), exited(0)], false),
+            PodPhase::Running
+        );
+        assert_eq!(
+            phase(RestartPolicy::Always, &[exited(1)], true),
+            PodPhase::Running
+        );
     }
 
     #[test]
     fn terminal_phases_follow_exit_codes() {
-        assert_eq!(phase(RestartPolicy::Never, &[exited(0)], false), PodPhase::Succeeded);
-        assert_eq!(phase(RestartPolicy::Never, &[exited(0), exited(2)], false), PodPhase::Failed);
-        assert_eq!(phase(RestartPolicy::OnFailure, &[exited(0)], false), PodPhase::Succeeded);
+        assert_eq!(
+            phase(RestartPolicy::Never, &[exited(0)], false),
+            PodPhase::Succeeded
+        );
+        assert_eq!(
+            phase(RestartPolicy::Never, &[exited(0), exited(2)], false),
+            PodPhase::Failed
+        );
+        assert_eq!(
+            phase(RestartPolicy::OnFailure, &[exited(0)], false),
+            PodPhase::Succeeded
+        );
     }
 
     #[test]

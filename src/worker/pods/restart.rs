@@ -37,7 +37,12 @@ impl Backoff {
     }
 
     /// Decides what follows an exit after the container ran for `ran_for`.
-    pub fn on_exit(&mut self, policy: RestartPolicy, exit_code: i32, ran_for: Duration) -> AfterExit {
+    pub fn on_exit(
+        &mut self,
+        policy: RestartPolicy,
+        exit_code: i32,
+        ran_for: Duration,
+    ) -> AfterExit {
         let restart = match policy {
             RestartPolicy::Always => true,
             RestartPolicy::OnFailure => exit_code != 0,
@@ -80,7 +85,10 @@ mod tests {
     #[test]
     fn on_failure_restarts_only_non_zero_exits() {
         let mut b = Backoff::new(S(10));
-        assert_eq!(b.on_exit(RestartPolicy::OnFailure, 0, S(1)), AfterExit::Stay);
+        assert_eq!(
+            b.on_exit(RestartPolicy::OnFailure, 0, S(1)),
+            AfterExit::Stay
+        );
         assert_eq!(
             b.on_exit(RestartPolicy::OnFailure, 1, S(1)),
             AfterExit::RestartIn(S(10))

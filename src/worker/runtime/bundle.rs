@@ -351,8 +351,12 @@ pub fn spec_for(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Spec, Bund
     .collect();
     let mut masked = oci_spec::runtime::get_default_maskedpaths();
     masked.extend(
-        ["/proc/interrupts", "/proc/sys/firmware", "/sys/devices/virtual/powercap"]
-            .map(str::to_owned),
+        [
+            "/proc/interrupts",
+            "/proc/sys/firmware",
+            "/sys/devices/virtual/powercap",
+        ]
+        .map(str::to_owned),
     );
     linux
         .set_namespaces(Some(namespaces))
@@ -396,7 +400,8 @@ pub fn write_bundle(cfg: &ContainerConfig) -> Result<Spec, BundleError> {
         message: e.to_string(),
     })?;
     let path = cfg.bundle_dir.join("config.json");
-    crate::util::fsutil::write_atomic(&path, &json, 0o600).map_err(|source| BundleError::Io {
+    // Regenerated on every start: no fsync needed.
+    super::sys::write_replace(&path, &json, 0o600).map_err(|source| BundleError::Io {
         id: cfg.id.clone(),
         path,
         source,
@@ -448,7 +453,10 @@ mod tests {
     #[test]
     fn name_resolves_uid_gid_and_supplementary_groups() {
         let u = resolve_user("web", PASSWD, GROUP).unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids), (1000, 1000, vec![10, 29]));
+        assert_eq!(
+            (u.uid, u.gid, u.additional_gids),
+            (1000, 1000, vec![10, 29])
+        );
     }
 
     #[test]
@@ -486,8 +494,16 @@ mod tests {
         assert_eq!(p.cwd(), Path::new("/"));
         assert_eq!(p.no_new_privileges(), Some(true));
         let caps = p.capabilities().as_ref().unwrap();
-        assert!(!caps.bounding().as_ref().unwrap().contains(&Capability::SysAdmin));
-        assert!(caps.bounding().as_ref().unwrap().contains(&Capability::Chown));
+        assert!(!caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::SysAdmin));
+        assert!(caps
+            .bounding()
+            .as_ref()
+            .unwrap()
+            .contains(&Capability::Chown));
         assert_eq!(spec.hostname().as_deref(), Some("web"));
 
         let linux = spec.linux().as_ref().unwrap();
@@ -514,10 +530,17 @@ mod tests {
         let res = linux.resources().as_ref().unwrap();
         assert_eq!(res.memory().as_ref().unwrap().limit(), Some(64 << 20));
         let cpu = res.cpu().as_ref().unwrap();
-        assert_eq!((cpu.quota(), cpu.period(), cpu.shares()), (Some(50_000), Some(100_000), Some(512)));
+        assert_eq!(
+            (cpu.quota(), cpu.period(), cpu.shares()),
+            (Some(50_000), Some(100_000), Some(512))
+        );
         assert_eq!(res.pids().as_ref().unwrap().limit(), 100);
         assert!(!res.devices().as_ref().unwrap()[0].allow());
-        assert!(linux.masked_paths().as_ref().unwrap().contains(&"/proc/kcore".to_owned()));
+        assert!(linux
+            .masked_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/kcore".to_owned()));
         let mounts: Vec<_> = spec
             .mounts()
             .as_ref()
@@ -525,7 +548,15 @@ mod tests {
             .iter()
             .map(|m| m.destination().clone())
             .collect();
-        for d in ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"] {
+        for d in [
+            "/proc",
+            "/dev",
+            "/dev/pts",
+            "/dev/shm",
+            "/dev/mqueue",
+            "/sys",
+            "/sys/fs/cgroup",
+        ] {
             assert!(mounts.contains(&PathBuf::from(d)), "{d}");
         }
         // Round-trips as the JSON libcontainer will load.

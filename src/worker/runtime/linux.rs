@@ -200,10 +200,8 @@ impl LinuxRuntime {
     async fn exited(id: &str, pidfd: OwnedFd) -> Result<(), RuntimeError> {
         // SAFETY: the OwnedFd moves into the AsyncFd, which owns it until dropped; nothing else
         // closes or replaces that fd number meanwhile.
-        let afd = unsafe {
-            AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
-        }
-        .map_err(|e| io_err(id, "watching shim pidfd")(e.into()))?;
+        let afd = unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }
+            .map_err(|e| io_err(id, "watching shim pidfd")(e.into()))?;
         let _guard = afd
             .readable()
             .await
@@ -240,7 +238,7 @@ impl Runtime for LinuxRuntime {
             let _ = std::fs::remove_file(bundle.join(stale));
         }
         let json = serde_json::to_vec_pretty(cfg).map_err(|e| err(id, e.to_string()))?;
-        crate::util::fsutil::write_atomic(&bundle.join(shim::CONFIG_FILE), &json, 0o600)
+        sys::write_replace(&bundle.join(shim::CONFIG_FILE), &json, 0o600)
             .map_err(io_err(id, "writing shim config"))?;
         self.remember(id, &bundle)?;
         let shim_log = std::fs::OpenOptions::new()

@@ -217,7 +217,9 @@ pub fn read_tail(log_path: &Path, tail_lines: Option<u64>) -> Result<String, Log
     text.push_str(&read_lossy(log_path)?);
     let lines = decode(&text);
     let skip = match tail_lines {
-        Some(n) => lines.len().saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)),
+        Some(n) => lines
+            .len()
+            .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX)),
         None => 0,
     };
     Ok(join_lines(&lines[skip..]))
@@ -234,7 +236,9 @@ pub fn follow(log_path: PathBuf, tail_lines: Option<u64>) -> tokio::sync::mpsc::
         let first = f.poll(&log_path, true);
         let mut lines = decode(&first);
         if let Some(n) = tail_lines {
-            let skip = lines.len().saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
+            let skip = lines
+                .len()
+                .saturating_sub(usize::try_from(n).unwrap_or(usize::MAX));
             lines.drain(..skip);
         }
         if !lines.is_empty() && tx.send(join_lines(&lines)).await.is_err() {
@@ -344,9 +348,15 @@ mod tests {
     #[test]
     fn parser_reads_full_and_partial_records() {
         let r = parse_record("2026-01-01T00:00:00.000000001Z stdout F hello world").unwrap();
-        assert_eq!((r.stream, r.partial, r.text), (Stream::Stdout, false, "hello world"));
+        assert_eq!(
+            (r.stream, r.partial, r.text),
+            (Stream::Stdout, false, "hello world")
+        );
         let r = parse_record("2026-01-01T00:00:00Z stderr P part").unwrap();
-        assert_eq!((r.stream, r.partial, r.text), (Stream::Stderr, true, "part"));
+        assert_eq!(
+            (r.stream, r.partial, r.text),
+            (Stream::Stderr, true, "part")
+        );
         let r = parse_record("2026-01-01T00:00:00Z stdout F").unwrap();
         assert_eq!(r.text, "");
         assert!(parse_record("garbage").is_none());
@@ -401,7 +411,9 @@ mod tests {
         w.write(Stream::Stdout, false, b"old").unwrap();
         w.write(Stream::Stdout, false, b"before").unwrap();
         let mut rx = follow(log.clone(), Some(1));
-        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .unwrap();
         assert_eq!(first.as_deref(), Some("before\n"));
         w.write(Stream::Stdout, true, b"par").unwrap();
         w.write(Stream::Stderr, false, b"tial").unwrap();

@@ -97,9 +97,15 @@ pub trait Runtime: Send + Sync + 'static {
         cfg: &ContainerConfig,
     ) -> impl std::future::Future<Output = Result<Started, RuntimeError>> + Send;
     /// Resolves when the container has exited (cleaned up: cgroup and libcontainer state gone).
-    fn wait(&self, id: &str) -> impl std::future::Future<Output = Result<Exit, RuntimeError>> + Send;
+    fn wait(
+        &self,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<Exit, RuntimeError>> + Send;
     /// Sends a signal to the container's init process.
     fn kill(&self, id: &str, signal: i32) -> Result<(), RuntimeError>;
     /// Removes everything left of the container (bundle dir, state, cgroup); idempotent.
-    fn remove(&self, id: &str) -> impl std::future::Future<Output = Result<(), RuntimeError>> + Send;
+    fn remove(
+        &self,
+        id: &str,
+    ) -> impl std::future::Future<Output = Result<(), RuntimeError>> + Send;
 }

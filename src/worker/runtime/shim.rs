@@ -122,7 +122,9 @@ pub fn main(args: &[String]) -> i32 {
         let mut argv: Vec<String> = std::env::args().collect();
         argv.push("--sealed".into());
         let err = sys::reexec_sealed(&argv);
-        report(&Report::Error(format!("herd __shim: sealed re-exec: {err}")));
+        report(&Report::Error(format!(
+            "herd __shim: sealed re-exec: {err}"
+        )));
         return 1;
     }
     let _ = tracing_subscriber::fmt()
@@ -147,7 +149,7 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let _ = crate::util::fsutil::write_atomic(
+    let _ = sys::write_replace(
         &cfg.bundle_dir.join(PID_FILE),
         std::process::id().to_string().as_bytes(),
         0o644,
@@ -169,11 +171,8 @@ pub fn main(args: &[String]) -> i32 {
                 started_at: started.started_at.clone(),
             };
             if let Ok(json) = serde_json::to_vec(&state) {
-                if let Err(e) = crate::util::fsutil::write_atomic(
-                    &cfg.bundle_dir.join(STATE_FILE),
-                    &json,
-                    0o644,
-                ) {
+                // No fsync: after a power cut the container is gone anyway.
+                if let Err(e) = sys::write_replace(&cfg.bundle_dir.join(STATE_FILE), &json, 0o644) {
                     eprintln!("container {}: writing {STATE_FILE}: {e}", cfg.id);
                 }
             }
@@ -316,7 +315,11 @@ fn pump(src: &mut Source, log: &mut Option<CriWriter>) -> bool {
             continue;
         }
         if n == 0 {
-            let rest = src.split.finish().map(|t| vec![(false, t)]).unwrap_or_default();
+            let rest = src
+                .split
+                .finish()
+                .map(|t| vec![(false, t)])
+                .unwrap_or_default();
             write_records(log, src.stream, rest);
             return false;
         }
@@ -412,7 +415,11 @@ fn supervise(run: Running, cfg: &ContainerConfig, root: &Path) {
     }
     for src in &mut sources {
         pump(src, &mut log);
-        let rest = src.split.finish().map(|t| vec![(false, t)]).unwrap_or_default();
+        let rest = src
+            .split
+            .finish()
+            .map(|t| vec![(false, t)])
+            .unwrap_or_default();
         write_records(&mut log, src.stream, rest);
     }
     drop(sources);
@@ -475,7 +482,10 @@ mod tests {
         let a = |v: &[&str]| parse_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(a(&["--bundle", "/b"]).is_err());
         let o = a(&["--bundle", "/b", "--root", "/r", "--exe-fd", "7"]).unwrap();
-        assert_eq!((o.bundle, o.root, o.exe_fd), ("/b".into(), "/r".into(), Some(7)));
+        assert_eq!(
+            (o.bundle, o.root, o.exe_fd),
+            ("/b".into(), "/r".into(), Some(7))
+        );
         assert!(a(&["--bogus"]).is_err());
     }
 }
