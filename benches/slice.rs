@@ -79,19 +79,23 @@ fn verdict(ok: bool) -> &'static str {
 // ---------------------------------------------------------------------------------------------
 // Raw libcontainer, in a child process (libcontainer forks: never from a threaded process)
 
-/// Child mode: `__slice-raw DIR N TAG`. Creates and starts N+1 containers one after another
-/// (the first is warm-up) from DIR/rootfs, prints `raw <micros>` per create+start, and kills
-/// and deletes each before the next. Single-threaded: nothing here spawns a thread.
+/// Child mode: `__slice-raw DIR TAG`. For every line read on stdin, creates and starts one
+/// container from DIR/rootfs, prints `raw <micros>` (create+start), then kills and deletes it;
+/// exits at end of input. Single-threaded: nothing here spawns a thread, so libcontainer's
+/// forks are safe. Driven line by line so raw and herd samples interleave under the same load.
 fn raw_child(args: &[String]) -> i32 {
-    let [dir, n, tag] = args else {
-        eprintln!("usage: {RAW_CHILD} DIR N TAG");
+    let [dir, tag] = args else {
+        eprintln!("usage: {RAW_CHILD} DIR TAG");
         return 2;
     };
     let dir = PathBuf::from(dir);
-    let n: usize = n.parse().expect("N is a number");
     let state_root = dir.join("state");
     std::fs::create_dir_all(&state_root).expect("create libcontainer state root");
-    for i in 0..=n {
+    let stdin = std::io::stdin();
+    for (i, line) in stdin.lock().lines().enumerate() {
+        if line.is_err() {
+            break;
+        }
         let id = format!("slice-raw-{tag}-{i}");
         let cfg = ContainerConfig {
             bundle_dir: dir.join("b").join(&id),
@@ -130,12 +134,14 @@ fn raw_child(args: &[String]) -> i32 {
         let pidfd = sys::pidfd_open(pid).expect("pidfd_open on the container init");
         c.start().expect("libcontainer start");
         let took = t0.elapsed();
-        println!("raw {}", took.as_micros());
         sys::pidfd_send_signal(&pidfd, libc::SIGKILL).expect("kill the raw container");
         sys::waitid_pidfd(&pidfd, true).expect("wait for the raw container");
         c.delete(true).expect("libcontainer delete");
         sys::waitid_pidfd(&pidfd, false).expect("reap the raw container");
         let _ = std::fs::remove_dir_all(&cfg.bundle_dir);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "raw {}", took.as_micros());
+        let _ = out.flush();
     }
     0
 }
@@ -193,36 +199,68 @@ fn extract_rootfs(image_tar: &Path, rootfs: &Path) {
     panic!("no layer.tar in {}", image_tar.display());
 }
 
-/// Create+start times of `n` raw libcontainer containers (after one warm-up), measured in a
-/// re-executed single-threaded copy of this binary.
-fn raw_latencies(dir: &Path, image_tar: &Path, n: usize) -> (Duration, Vec<Duration>) {
-    extract_rootfs(image_tar, &dir.join("rootfs"));
-    let tag = herd::util::fsutil::random_hex(3);
-    let _guard = CgroupGuard(format!("/herd-slice-{tag}"));
-    let exe = std::env::current_exe().expect("path of this bench binary");
-    let out = Command::new(exe)
-        .arg(RAW_CHILD)
-        .arg(dir)
-        .arg(n.to_string())
-        .arg(&tag)
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run the raw libcontainer child");
-    assert!(
-        out.status.success(),
-        "raw libcontainer child failed: {}",
-        out.status
-    );
-    let mut all: Vec<Duration> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.strip_prefix("raw "))
-        .filter_map(|v| v.trim().parse().ok())
-        .map(Duration::from_micros)
-        .collect();
-    assert_eq!(all.len(), n + 1, "raw child printed {} samples", all.len());
-    let warm = all.remove(0);
-    (warm, all)
+/// The raw libcontainer side: a re-executed single-threaded copy of this binary that runs one
+/// create+start(+kill+delete) per request. Its cgroups are removed by the guard.
+struct Raw {
+    child: Child,
+    to: Option<std::process::ChildStdin>,
+    from: BufReader<std::process::ChildStdout>,
+    _guard: CgroupGuard,
+}
+
+impl Raw {
+    fn start(dir: &Path, image_tar: &Path) -> Raw {
+        extract_rootfs(image_tar, &dir.join("rootfs"));
+        let tag = herd::util::fsutil::random_hex(3);
+        let guard = CgroupGuard(format!("/herd-slice-{tag}"));
+        let exe = std::env::current_exe().expect("path of this bench binary");
+        let mut child = Command::new(exe)
+            .arg(RAW_CHILD)
+            .arg(dir)
+            .arg(&tag)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the raw libcontainer child");
+        let to = Some(child.stdin.take().expect("piped stdin"));
+        let from = BufReader::new(child.stdout.take().expect("piped stdout"));
+        Raw {
+            child,
+            to,
+            from,
+            _guard: guard,
+        }
+    }
+
+    /// One create+start, timed inside the child.
+    fn sample(&mut self) -> Duration {
+        let to = self.to.as_mut().expect("raw child stdin open");
+        writeln!(to, "go").expect("ask the raw child for a sample");
+        to.flush().expect("flush to the raw child");
+        let mut line = String::new();
+        self.from
+            .read_line(&mut line)
+            .expect("read from the raw child");
+        let us: u64 = line
+            .strip_prefix("raw ")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("raw libcontainer child failed (said {line:?})"));
+        Duration::from_micros(us)
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        // Closing stdin ends the child's loop; kill it if it does not exit soon.
+        drop(self.to.take());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -276,9 +314,11 @@ fn spawn_herd(
     log: &Path,
     worker_dir: Option<PathBuf>,
     banner: Option<&str>,
+    envs: &[(&str, &str)],
 ) -> (Proc, String) {
     let child = Command::new(common::HERD)
         .args(args)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(
@@ -505,6 +545,7 @@ fn pod_leftovers(uid: &str) -> Option<String> {
 
 struct Sample {
     name: String,
+    uid: String,
     posted: SystemTime,
     running: SystemTime,
     took: Duration,
@@ -562,6 +603,7 @@ fn apply_once(api: &Api, name: &str) -> Sample {
     std::thread::sleep(Duration::from_millis(100));
     Sample {
         name: name.into(),
+        uid,
         posted,
         running,
         took,
@@ -569,38 +611,43 @@ fn apply_once(api: &Api, name: &str) -> Sample {
     }
 }
 
+/// Timestamp (wall clock) of the first log line that contains `key` as a whole word and `msg`.
+fn logged_at(log: &str, key: &str, msg: &str) -> Option<SystemTime> {
+    log.lines().find_map(|l| {
+        let at = l.find(key)?;
+        let next = l[at + key.len()..].chars().next();
+        if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-') || !l.contains(msg) {
+            return None;
+        }
+        let ts = l.split_whitespace().next()?;
+        let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+        Some(SystemTime::from(t.with_timezone(&chrono::Utc)))
+    })
+}
+
 /// Stage boundaries of one pod, from the `herd up` log (tracing timestamps, wall clock).
-fn stages(log: &str, s: &Sample) -> Option<[SystemTime; 6]> {
+fn stages(log: &str, s: &Sample) -> Option<[SystemTime; 7]> {
     let key = format!("default/{}", s.name);
-    let find = |msg: &str| -> Option<SystemTime> {
-        log.lines().find_map(|l| {
-            let at = l.find(&key)?;
-            let next = l[at + key.len()..].chars().next();
-            if next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-') || !l.contains(msg) {
-                return None;
-            }
-            let ts = l.split_whitespace().next()?;
-            let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
-            Some(SystemTime::from(t.with_timezone(&chrono::Utc)))
-        })
-    };
     Some([
         s.posted,
-        find("pod created")?,
-        find("pod bound")?,
-        find("starting pod")?,
-        find("container started")?,
+        logged_at(log, &key, "pod created")?,
+        logged_at(log, &key, "pod bound")?,
+        logged_at(log, &key, "starting pod")?,
+        // Logged from a blocking thread without the pod span: found by uid in the path.
+        logged_at(log, &s.uid, "rootfs mounted")?,
+        logged_at(log, &key, "container started")?,
         s.running,
     ])
 }
 
 fn print_breakdown(log: &str, samples: &[Sample]) {
-    const NAMES: [&str; 5] = [
-        "POST → stored (API, auth, SQLite commit)",
-        "stored → bound (scheduler, commit)",
-        "bound → worker starts pod (desired over MQTT)",
-        "worker starts pod → container started (image, overlay, shim, libcontainer)",
-        "container started → bench sees Running (observed over MQTT, commit, poll)",
+    const NAMES: [&str; 6] = [
+        "POST → stored (HTTP, token check, SQLite commit)",
+        "stored → bound (scheduler, SQLite commit)",
+        "bound → worker starts the pod (desired over MQTT)",
+        "worker starts the pod → rootfs mounted (image lookup, overlay)",
+        "rootfs mounted → container started (shim exec, bundle, libcontainer)",
+        "container started → bench sees Running (observed over MQTT, commit, 5 ms poll)",
     ];
     let mut cols: Vec<Vec<Duration>> = vec![Vec::new(); NAMES.len()];
     for s in samples {
@@ -614,12 +661,16 @@ fn print_breakdown(log: &str, samples: &[Sample]) {
         return;
     }
     println!(
-        "  stage medians over {} pods (log timestamps):",
+        "  stage medians over {} pods (herd up log timestamps):",
         cols[0].len()
     );
     for (name, col) in NAMES.iter().zip(cols.iter_mut()) {
         col.sort();
-        println!("    {:>9}  {name}", ms(median(col)));
+        println!(
+            "    {:>9} (p90 {:>9})  {name}",
+            ms(median(col)),
+            ms(percentile(col, 90.0))
+        );
     }
 }
 
@@ -630,6 +681,10 @@ fn print_breakdown(log: &str, samples: &[Sample]) {
 struct Mem {
     rss_kb: u64,
     hwm_kb: u64,
+    /// Heap, stacks: this process's own.
+    anon_kb: u64,
+    /// Mapped binary and libraries: shared and reclaimable.
+    file_kb: u64,
 }
 
 fn mem(pid: i32) -> Mem {
@@ -644,6 +699,8 @@ fn mem(pid: i32) -> Mem {
     Mem {
         rss_kb: field("VmRSS:"),
         hwm_kb: field("VmHWM:"),
+        anon_kb: field("RssAnon:"),
+        file_kb: field("RssFile:"),
     }
 }
 
@@ -665,6 +722,16 @@ fn io(pid: i32) -> Io {
         write_bytes: field("write_bytes:"),
         wchar: field("wchar:"),
     }
+}
+
+/// The 1/5/15-minute load averages: this machine is shared, so every figure comes with them.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn mb(kb: u64) -> String {
@@ -698,13 +765,13 @@ fn main() {
     let image = common::busybox_tar(base.path());
     println!("slice bench: n={n}, idle window {idle:?} after {settle:?} settle");
 
-    // 1a. Raw libcontainer, before anything else runs.
+    println!("load average at start: {}", loadavg());
+
+    // 1. Raw libcontainer (own single-threaded process) and herd up (image cached, pods through
+    // the HTTP API), sampled alternately so both see the same machine load.
     let raw_dir = base.path().join("raw");
     std::fs::create_dir_all(&raw_dir).expect("raw dir");
-    let (raw_warm, mut raw) = raw_latencies(&raw_dir, &image, n);
-    raw.sort();
-
-    // 1b. herd up, image cached, pods through the HTTP API.
+    let mut raw_side = Raw::start(&raw_dir, &image);
     let up_dir = base.path().join("up");
     std::fs::create_dir_all(up_dir.join("worker")).expect("herd up worker dir");
     let up_dir_s = up_dir.to_str().expect("utf-8 temp path");
@@ -730,14 +797,25 @@ fn main() {
         &up_log,
         Some(up_dir.join("worker")),
         Some("herd master is up"),
+        // The info default plus the worker's debug "rootfs mounted" line, for the breakdown.
+        &[(
+            "RUST_LOG",
+            "info,rumqttd=off,rumqttc=warn,libcontainer=warn,libcgroups=warn,hyper=warn,\
+             reqwest=warn,herd::worker::images::mount=debug",
+        )],
     );
     let up_api = Api::from_config(&up_dir.join("admin.conf"));
     up_api.wait_nodes_ready(&[]);
+    let raw_warm = raw_side.sample();
     let warm = apply_once(&up_api, "slice-warm");
     let mut samples = Vec::new();
+    let mut raw = Vec::new();
     for i in 0..n {
+        raw.push(raw_side.sample());
         samples.push(apply_once(&up_api, &format!("slice-{i}")));
     }
+    drop(raw_side);
+    raw.sort();
     let mut took: Vec<Duration> = samples.iter().map(|s| s.took).collect();
     took.sort();
     let polls: u32 = samples.iter().map(|s| s.polls).sum::<u32>() / n as u32;
@@ -772,6 +850,7 @@ fn main() {
     );
     let log = std::fs::read_to_string(&up_log).unwrap_or_default();
     print_breakdown(&log, &samples);
+    println!("  load average after: {}", loadavg());
 
     // 2 + 3. A master with 2 workers (default heartbeat), plus the herd up above, all idle.
     let idle_dir = base.path().join("idle");
@@ -791,6 +870,7 @@ fn main() {
         &idle_dir.join("master.log"),
         None,
         Some("herd worker --join"),
+        &[],
     );
     let words: Vec<&str> = join.split_whitespace().collect();
     let after = |flag: &str| -> String {
@@ -821,6 +901,7 @@ fn main() {
             &idle_dir.join(format!("{w}.log")),
             Some(wdir.clone()),
             None,
+            &[],
         );
         workers.push(p);
     }
@@ -869,11 +950,13 @@ fn main() {
             )
         });
         println!(
-            "  {:<16} VmRSS {} → {}   VmHWM {}   ({t})",
+            "  {:<16} VmRSS {} → {}   VmHWM {}   (anon {} + file {} + shmem)   ({t})",
             p.name,
             mb(mem0[i].rss_kb),
             mb(mem1[i].rss_kb),
-            mb(mem1[i].hwm_kb)
+            mb(mem1[i].hwm_kb),
+            mb(mem1[i].anon_kb),
+            mb(mem1[i].file_kb)
         );
     }
     println!();

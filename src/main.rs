@@ -1,5 +1,5 @@
-//! `herd`: dispatch only. The shim is dispatched before anything else so that the process that
-//! calls libcontainer (which forks) has never started a thread.
+//! `herd`: dispatch only. The shim and the exec helper are dispatched before anything else so
+//! that the process that calls libcontainer (which forks) has never started a thread.
 
 use clap::Parser;
 use herd::cli::{Cli, Command};
@@ -8,6 +8,9 @@ fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("__shim") {
         std::process::exit(herd::worker::runtime::shim::main(&argv[2..]));
+    }
+    if argv.get(1).map(String::as_str) == Some("__exec") {
+        std::process::exit(herd::worker::runtime::exec::main(&argv[2..]));
     }
     let cli = Cli::parse();
     herd::logging::init(cli.global.verbose);

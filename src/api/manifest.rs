@@ -280,12 +280,48 @@ fn decode_object(
             })?;
             Ok(Object::Pod(Box::new(pod)))
         }
+        ("apps/v1", "ReplicaSet") => {
+            let rs: super::apps::ReplicaSet = typed(doc, prefix, Value::Mapping(map))?;
+            super::validate_apps::validate_replicaset(&rs)
+                .map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::ReplicaSet(Box::new(rs)))
+        }
+        ("apps/v1", "Deployment") => {
+            let d: super::apps::Deployment = typed(doc, prefix, Value::Mapping(map))?;
+            super::validate_apps::validate_deployment(&d)
+                .map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::Deployment(Box::new(d)))
+        }
+        (_, "ReplicaSet" | "Deployment") => Err(doc_error(
+            doc,
+            join_path(prefix, "apiVersion"),
+            format!("{kind} is served as apps/v1, not {api_version}"),
+        )),
         _ => Err(doc_error(
             doc,
             join_path(prefix, "kind"),
             format!("kind {kind} (apiVersion {api_version}) is not supported"),
         )),
     }
+}
+
+/// All validation problems as one error: the first names the path, the rest follow.
+fn validation_error(
+    doc: usize,
+    prefix: &str,
+    e: super::validate::ValidationError,
+) -> ManifestError {
+    let mut errors = e.errors.into_iter();
+    let first = errors.next().unwrap_or_default();
+    let mut message = first.message;
+    for rest in errors {
+        message.push_str(&format!(
+            "; {}: {}",
+            join_path(prefix, &rest.path),
+            rest.message
+        ));
+    }
+    doc_error(doc, join_path(prefix, &first.path), message)
 }
 
 fn typed<T: de::DeserializeOwned>(
@@ -356,17 +392,20 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             _ => None,
         })
         .collect();
-    match shape.as_slice() {
+    // A workload's pod template holds a pod's metadata and spec: same tables.
+    let shape = match shape.as_slice() {
+        ["spec", "template", rest @ ..] if !rest.is_empty() => rest,
+        other => other,
+    };
+    match shape {
         [] => &[],
         ["metadata"] => &[
             "generateName",
-            "ownerReferences",
             "finalizers",
             "deletionGracePeriodSeconds",
         ],
         ["spec"] => &[
             "activeDeadlineSeconds",
-            "affinity",
             "automountServiceAccountToken",
             "dnsConfig",
             "dnsPolicy",
@@ -397,20 +436,34 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "setHostnameAsFQDN",
             "shareProcessNamespace",
             "subdomain",
-            "tolerations",
-            "topologySpreadConstraints",
             "volumes",
+        ],
+        ["spec", "affinity"] => &["podAffinity"],
+        ["spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"]
+        | ["spec", "affinity", "nodeAffinity", "preferredDuringSchedulingIgnoredDuringExecution", "preference"] => {
+            &["matchFields"]
+        }
+        ["spec", "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution"]
+        | ["spec", "affinity", "podAntiAffinity", "preferredDuringSchedulingIgnoredDuringExecution", "podAffinityTerm"] => {
+            &[
+                "namespaces",
+                "namespaceSelector",
+                "matchLabelKeys",
+                "mismatchLabelKeys",
+            ]
+        }
+        ["spec", "topologySpreadConstraints"] => &[
+            "minDomains",
+            "nodeAffinityPolicy",
+            "nodeTaintsPolicy",
+            "matchLabelKeys",
         ],
         ["spec", "containers"] => &[
             "envFrom",
             "lifecycle",
-            "livenessProbe",
-            "ports",
-            "readinessProbe",
             "resizePolicy",
             "restartPolicy",
             "securityContext",
-            "startupProbe",
             "stdin",
             "stdinOnce",
             "terminationMessagePath",
@@ -420,6 +473,8 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "volumeMounts",
         ],
         ["spec", "containers", "env"] => &["valueFrom"],
+        ["spec", "containers", "ports"] => &["hostIP", "hostPort"],
+        ["spec", "containers", "livenessProbe" | "readinessProbe" | "startupProbe"] => &["grpc"],
         ["spec", "containers", "resources"] => &["claims"],
         _ => &[],
     }
@@ -601,6 +656,51 @@ spec:
     fn pod(objects: &[Object], i: usize) -> &Pod {
         match &objects[i] {
             Object::Pod(p) => p,
+            other => panic!("expected a pod, got {}", other.kind()),
+        }
+    }
+
+    const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: web}
+  strategy:
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 25%}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: main
+        image: busybox
+";
+
+    #[test]
+    fn a_deployment_and_a_replicaset_parse_with_their_templates() {
+        let objs = parse(&format!("{DEPLOYMENT}---\n{}", DEPLOYMENT.replace("Deployment", "ReplicaSet").replace("  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 25%}\n", ""))).unwrap();
+        let Object::Deployment(d) = &objs[0] else { panic!("{objs:?}") };
+        assert_eq!(d.spec.replicas(), 3);
+        assert_eq!(d.spec.template.spec.containers[0].image, "busybox");
+        assert!(matches!(&objs[1], Object::ReplicaSet(r) if r.spec.replicas() == 3));
+    }
+
+    #[test]
+    fn workload_errors_name_paths_inside_the_template() {
+        let cases = [
+            (DEPLOYMENT.replace("image: busybox", "image: busybox\n        livenessProbee: {}"), "spec.template.spec.containers[0].livenessProbee"),
+            (DEPLOYMENT.replace("labels: {app: web}", "labels: {app: db}"), "spec.template.metadata.labels"),
+            (DEPLOYMENT.replace("maxSurge: 1", "maxSurge: lots"), "spec.strategy.rollingUpdate.maxSurge"),
+            (DEPLOYMENT.replace("replicas: 3", "replicas: -2"), "spec.replicas"),
+            (DEPLOYMENT.replace("apps/v1", "extensions/v1beta1"), "apiVersion"),
+            (DEPLOYMENT.replace("  template:", "  volumes: []\n  template:"), "spec.volumes"),
+        ];
+        for (text, path) in cases {
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
         }
     }
 
@@ -702,15 +802,15 @@ spec:
         let second = |s: String| format!("{GOOD}---\n{s}");
         let cases: Vec<(String, usize, &str, &str)> = vec![
             (
-                with("    image: nginx:1.27\n", "    image: nginx:1.27\n    livenessProbe: {}\n"),
+                with("    image: nginx:1.27\n", "    image: nginx:1.27\n    livenessProbe: {grpc: {port: 9}}\n"),
                 1,
-                "spec.containers[0].livenessProbe",
+                "spec.containers[0].livenessProbe.grpc",
                 "not supported yet",
             ),
             (
-                second(with("    image: nginx:1.27\n", "    image: x\n    ports: []\n")),
+                second(with("    image: nginx:1.27\n", "    image: x\n    ports: [{containerPort: 80, hostPort: 80}]\n")),
                 2,
-                "spec.containers[0].ports",
+                "spec.containers[0].ports[0].hostPort",
                 "not supported yet",
             ),
             (
@@ -720,9 +820,9 @@ spec:
                 "not supported yet",
             ),
             (
-                with("  labels:\n", "  ownerReferences: []\n  labels:\n"),
+                with("  labels:\n", "  finalizers: []\n  labels:\n"),
                 1,
-                "metadata.ownerReferences",
+                "metadata.finalizers",
                 "not supported yet",
             ),
             (
@@ -813,10 +913,10 @@ spec:
                 "invalid YAML: ",
             ),
             (
-                second(GOOD.replace("kind: Pod", "kind: Deployment").replace("apiVersion: v1", "apiVersion: apps/v1")),
+                second(GOOD.replace("kind: Pod", "kind: StatefulSet").replace("apiVersion: v1", "apiVersion: apps/v1")),
                 2,
                 "kind",
-                "kind Deployment (apiVersion apps/v1) is not supported",
+                "kind StatefulSet (apiVersion apps/v1) is not supported",
             ),
             (GOOD.replace("apiVersion: v1\n", ""), 1, "apiVersion", "is required"),
             (GOOD.replace("kind: Pod\n", "kind: [Pod]\n"), 1, "kind", "must be a string, found a list"),
@@ -903,13 +1003,13 @@ spec:
             "{GOOD}---\n{}",
             with(
                 "    image: nginx:1.27\n",
-                "    image: x\n    livenessProbe: {}\n"
+                "    image: x\n    startupProbe: {grpc: {port: 9}}\n"
             )
         ))
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "document 2: spec.containers[0].livenessProbe: not supported yet"
+            "document 2: spec.containers[0].startupProbe.grpc: not supported yet"
         );
         let err = parse("a: [").unwrap_err();
         assert!(

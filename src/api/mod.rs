@@ -1,12 +1,18 @@
 //! Resource types (Kubernetes-shaped), defaults, validation with field paths, and manifest
 //! parsing. Pure: no I/O.
 
+pub mod apps;
 pub mod manifest;
 pub mod meta;
 pub mod node;
 pub mod pod;
+pub mod probe;
 pub mod quantity;
+pub mod scheduling;
+pub mod selector;
 pub mod validate;
+pub mod validate_apps;
+pub mod validate_scheduling;
 
 pub use meta::{Condition, List, ObjectMeta, Status};
 pub use node::Node;
@@ -18,18 +24,24 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 #[derive(Debug, Clone, PartialEq)]
 pub enum Object {
     Pod(Box<Pod>),
+    ReplicaSet(Box<apps::ReplicaSet>),
+    Deployment(Box<apps::Deployment>),
 }
 
 impl Object {
     pub fn kind(&self) -> &'static str {
         match self {
             Object::Pod(_) => "Pod",
+            Object::ReplicaSet(_) => "ReplicaSet",
+            Object::Deployment(_) => "Deployment",
         }
     }
 
     pub fn metadata(&self) -> &ObjectMeta {
         match self {
             Object::Pod(p) => &p.metadata,
+            Object::ReplicaSet(r) => &r.metadata,
+            Object::Deployment(d) => &d.metadata,
         }
     }
 }

@@ -230,6 +230,7 @@ pub fn validate_pod(pod: &Pod) -> Result<(), ValidationError> {
     if let Some(node) = &spec.node_name {
         errs.check("spec.nodeName", validate_dns1123_subdomain(node));
     }
+    errs.0.extend(super::validate_scheduling::validate_scheduling(spec));
 
     if errs.0.is_empty() {
         Ok(())
@@ -286,6 +287,25 @@ fn validate_container(errs: &mut Errors, path: &str, c: &Container) {
                     format!("must be less than or equal to {resource} limit"),
                 );
             }
+        }
+    }
+    validate_ports_and_probes(errs, path, c);
+}
+
+/// The rules live in `probe` next to the types; this adds the container's path.
+fn validate_ports_and_probes(errs: &mut Errors, path: &str, c: &Container) {
+    use super::probe::{port_problems, problems, ProbeKind};
+    for (sub, message) in port_problems(&c.ports) {
+        errs.add(format!("{path}{sub}"), message);
+    }
+    for (kind, probe) in [
+        (ProbeKind::Liveness, &c.liveness_probe),
+        (ProbeKind::Readiness, &c.readiness_probe),
+        (ProbeKind::Startup, &c.startup_probe),
+    ] {
+        let Some(probe) = probe else { continue };
+        for (sub, message) in problems(probe, kind, &c.ports) {
+            errs.add(format!("{path}.{}{sub}", kind.field()), message);
         }
     }
 }

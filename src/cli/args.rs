@@ -50,6 +50,20 @@ pub enum Command {
     Delete(DeleteArgs),
     /// Print the logs of a container in a pod
     Logs(LogsArgs),
+    /// Set the number of replicas of a deployment or replica set
+    Scale(ScaleArgs),
+    /// Change a field of a workload (images)
+    #[command(subcommand)]
+    Set(SetCommand),
+    /// Manage the rollout of a deployment: status, history, undo, pause, resume, restart
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Mark a node unschedulable
+    Cordon(NodeArgs),
+    /// Mark a node schedulable again
+    Uncordon(NodeArgs),
+    /// Cordon a node and evict its pods, respecting deployments' availability
+    Drain(DrainArgs),
     /// Manage the images of this machine's worker (local, no server needed)
     #[command(subcommand)]
     Image(ImageCommand),
@@ -147,7 +161,7 @@ pub enum OutputFormat {
 
 #[derive(Debug, Clone, Args)]
 pub struct GetArgs {
-    /// pods|pod|po, nodes|node|no, or KIND/NAME
+    /// pods|po, nodes|no, deployments|deploy, replicasets|rs, or KIND/NAME
     #[arg(value_name = "KIND")]
     pub kind: String,
     /// Show only this object
@@ -169,7 +183,7 @@ pub struct GetArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DescribeArgs {
-    /// pods|pod|po, nodes|node|no, or KIND/NAME
+    /// pods|po, nodes|no, deployments|deploy, replicasets|rs, or KIND/NAME
     #[arg(value_name = "KIND")]
     pub kind: String,
     #[arg(value_name = "NAME")]
@@ -181,7 +195,7 @@ pub struct DescribeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct DeleteArgs {
-    /// pods|pod|po, nodes|node|no, or KIND/NAME
+    /// pods|po, nodes|no, deployments|deploy, replicasets|rs, or KIND/NAME
     #[arg(value_name = "KIND", required_unless_present = "filenames")]
     pub kind: Option<String>,
     #[arg(value_name = "NAME")]
@@ -221,6 +235,121 @@ pub struct LogsArgs {
     /// Namespace [default: the context's, else "default"]
     #[arg(short, long, value_name = "NS")]
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScaleArgs {
+    /// deployments|deploy, replicasets|rs, or KIND/NAME
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// The new number of replicas
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i32).range(0..))]
+    pub replicas: i32,
+    /// Namespace [default: the context's, else "default"]
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SetCommand {
+    /// Update container images: `set image deploy/web main=img:2 [side=img:3]` (`*=IMG` sets
+    /// every container)
+    Image(SetImageArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SetImageArgs {
+    /// KIND/NAME (or KIND NAME), then CONTAINER=IMAGE pairs
+    #[arg(value_name = "KIND/NAME CONTAINER=IMAGE", required = true, num_args = 1..)]
+    pub args: Vec<String>,
+    /// Namespace [default: the context's, else "default"]
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Wait for a deployment's rollout to finish, printing its progress
+    Status(RolloutStatusArgs),
+    /// List a deployment's revisions, or show one
+    History(RolloutHistoryArgs),
+    /// Go back to the previous revision (or --to-revision N)
+    Undo(RolloutUndoArgs),
+    /// Stop rolling out template changes until resumed
+    Pause(RolloutTarget),
+    /// Resume a paused deployment
+    Resume(RolloutTarget),
+    /// Restart every pod of a deployment with a new rollout
+    Restart(RolloutTarget),
+}
+
+/// The deployment a rollout verb acts on.
+#[derive(Debug, Clone, Args)]
+pub struct RolloutTarget {
+    /// deployments|deploy, or deploy/NAME
+    #[arg(value_name = "KIND")]
+    pub kind: String,
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+    /// Namespace [default: the context's, else "default"]
+    #[arg(short, long, value_name = "NS")]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutStatusArgs {
+    #[command(flatten)]
+    pub target: RolloutTarget,
+    /// Give up after this long, e.g. 5m; 0 waits forever
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Keep watching until the rollout finishes (false: print the status once)
+    #[arg(short, long, value_name = "BOOL", default_value_t = true, num_args = 0..=1,
+          require_equals = true, default_missing_value = "true", action = ArgAction::Set)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutHistoryArgs {
+    #[command(flatten)]
+    pub target: RolloutTarget,
+    /// Show the pod template of this revision
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(i64).range(1..))]
+    pub revision: Option<i64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RolloutUndoArgs {
+    #[command(flatten)]
+    pub target: RolloutTarget,
+    /// Revision to go back to; 0 means the one before the current
+    #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+    pub to_revision: i64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeArgs {
+    /// Node name (or node/NAME)
+    #[arg(value_name = "NODE")]
+    pub node: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    /// Node name (or node/NAME)
+    #[arg(value_name = "NODE")]
+    pub node: String,
+    /// Also evict pods no controller manages (they will not come back)
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds each pod gets to stop; -1 uses the pod's own setting
+    #[arg(long, value_name = "SECONDS", default_value_t = -1, allow_negative_numbers = true)]
+    pub grace_period: i64,
+    /// Give up after this long, e.g. 5m; 0 waits forever
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -572,6 +701,111 @@ mod tests {
         assert!(matches!(
             parse(&["version", "--client"]).command,
             Command::Version(VersionArgs { client: true })
+        ));
+    }
+
+    #[test]
+    fn scale_takes_either_resource_form_and_a_non_negative_count() {
+        let Command::Scale(a) = parse(&["scale", "deploy/web", "--replicas", "3"]).command else {
+            panic!("not scale")
+        };
+        assert_eq!((a.kind.as_str(), a.name.as_deref()), ("deploy/web", None));
+        assert_eq!(a.replicas, 3);
+        let Command::Scale(a) = parse(&["scale", "rs", "web-1", "--replicas=0", "-n", "x"]).command
+        else {
+            panic!("not scale")
+        };
+        assert_eq!(a.name.as_deref(), Some("web-1"));
+        assert_eq!(a.replicas, 0);
+        assert!(Cli::try_parse_from(["herd", "scale", "deploy/web"]).is_err());
+        assert!(Cli::try_parse_from(["herd", "scale", "deploy/web", "--replicas", "-1"]).is_err());
+    }
+
+    #[test]
+    fn set_image_collects_resource_and_pairs() {
+        let Command::Set(SetCommand::Image(a)) = parse(&[
+            "set",
+            "image",
+            "deploy/web",
+            "main=img:2",
+            "*=x",
+            "-n",
+            "prod",
+        ])
+        .command
+        else {
+            panic!("not set image")
+        };
+        assert_eq!(a.args, ["deploy/web", "main=img:2", "*=x"]);
+        assert_eq!(a.namespace.as_deref(), Some("prod"));
+    }
+
+    #[test]
+    fn rollout_subcommands_parse_their_flags() {
+        let Command::Rollout(RolloutCommand::Status(a)) =
+            parse(&["rollout", "status", "deploy/web", "--timeout", "5m"]).command
+        else {
+            panic!("not rollout status")
+        };
+        assert_eq!(a.target.kind, "deploy/web");
+        assert_eq!(a.timeout, Duration::from_secs(300));
+        assert!(a.watch);
+        let Command::Rollout(RolloutCommand::Status(a)) =
+            parse(&["rollout", "status", "deploy", "web", "--watch=false"]).command
+        else {
+            panic!("not rollout status")
+        };
+        assert!(!a.watch);
+        assert_eq!(a.timeout, Duration::ZERO);
+        let Command::Rollout(RolloutCommand::Undo(a)) =
+            parse(&["rollout", "undo", "deploy/web", "--to-revision", "2"]).command
+        else {
+            panic!("not rollout undo")
+        };
+        assert_eq!(a.to_revision, 2);
+        let Command::Rollout(RolloutCommand::History(a)) =
+            parse(&["rollout", "history", "deploy/web", "--revision", "1"]).command
+        else {
+            panic!("not rollout history")
+        };
+        assert_eq!(a.revision, Some(1));
+        for verb in ["pause", "resume", "restart"] {
+            assert!(Cli::try_parse_from(["herd", "rollout", verb, "deploy/web"]).is_ok());
+        }
+    }
+
+    #[test]
+    fn drain_has_kubectls_defaults() {
+        let Command::Drain(a) = parse(&["drain", "pi1"]).command else {
+            panic!("not drain")
+        };
+        assert_eq!(a.node, "pi1");
+        assert!(!a.force);
+        assert_eq!(a.grace_period, -1);
+        assert_eq!(a.timeout, Duration::ZERO);
+        let Command::Drain(a) = parse(&[
+            "drain",
+            "node/pi1",
+            "--force",
+            "--grace-period",
+            "5",
+            "--timeout",
+            "2m",
+        ])
+        .command
+        else {
+            panic!("not drain")
+        };
+        assert!(a.force);
+        assert_eq!(a.grace_period, 5);
+        assert_eq!(a.timeout, Duration::from_secs(120));
+        assert!(matches!(
+            parse(&["cordon", "pi1"]).command,
+            Command::Cordon(_)
+        ));
+        assert!(matches!(
+            parse(&["uncordon", "pi1"]).command,
+            Command::Uncordon(_)
         ));
     }
 }

@@ -159,6 +159,13 @@ impl Client {
             .await
     }
 
+    /// POST whose answer body does not matter (an eviction's may be a Status or empty).
+    pub async fn post_discard<B: Serialize>(&self, path: &str, body: &B) -> Result<(), ApiError> {
+        self.send(reqwest::Method::POST, path, &[], Some(body))
+            .await
+            .map(drop)
+    }
+
     pub async fn put<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,

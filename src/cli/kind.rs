@@ -1,4 +1,4 @@
-//! Resource kinds as the user types them (`pods`, `po`, `node/pi1`), resolved to what herd
+//! Resource kinds as the user types them (`pods`, `po`, `deploy/web`), resolved to what herd
 //! serves. Kept apart from the verbs so every verb accepts the same spellings.
 
 /// The kinds the API serves.
@@ -6,15 +6,34 @@
 pub enum Kind {
     Pod,
     Node,
+    Deployment,
+    ReplicaSet,
 }
 
 /// Shown in errors, so a typo gets the list of what would have worked.
-const SUPPORTED: &str = "pods (pod, po), nodes (node, no)";
+const SUPPORTED: &str = "pods (pod, po), nodes (node, no), deployments (deployment, deploy), \
+                         replicasets (replicaset, rs)";
+
+/// Kubernetes kinds a kubectl user may reach for that herd does not serve yet, as
+/// (spellings, plural shown in the error).
+const NOT_YET: &[(&[&str], &str)] = &[
+    (&["services", "service", "svc"], "services"),
+    (&["configmaps", "configmap", "cm"], "configmaps"),
+    (&["namespaces", "namespace", "ns"], "namespaces"),
+    (
+        &["persistentvolumeclaims", "persistentvolumeclaim", "pvc"],
+        "persistentvolumeclaims",
+    ),
+];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KindError {
     #[error("unknown resource type {0:?}: supported kinds are {SUPPORTED}")]
     Unknown(String),
+    #[error(
+        "resource type {typed:?} ({plural}) is not supported yet: supported kinds are {SUPPORTED}"
+    )]
+    NotYet { typed: String, plural: &'static str },
     #[error(
         "there is no need to give the resource type as a separate argument when using \
          KIND/NAME form (got {0:?} and {1:?})"
@@ -25,13 +44,36 @@ pub enum KindError {
 }
 
 impl Kind {
-    /// Parses kubectl's spellings, case-insensitively as kubectl does.
+    /// Parses kubectl's spellings, case-insensitively as kubectl does; group suffixes
+    /// (`deployments.apps`, `deployment.v1.apps`) are accepted too.
     pub fn parse(s: &str) -> Result<Kind, KindError> {
-        match s.to_ascii_lowercase().as_str() {
-            "pods" | "pod" | "po" => Ok(Kind::Pod),
-            "nodes" | "node" | "no" => Ok(Kind::Node),
-            _ => Err(KindError::Unknown(s.to_string())),
+        let lower = s.to_ascii_lowercase();
+        let (base, group) = match lower.split_once('.') {
+            Some((b, g)) => (b, Some(g)),
+            None => (lower.as_str(), None),
+        };
+        let kind = match base {
+            "pods" | "pod" | "po" => Kind::Pod,
+            "nodes" | "node" | "no" => Kind::Node,
+            "deployments" | "deployment" | "deploy" => Kind::Deployment,
+            "replicasets" | "replicaset" | "rs" => Kind::ReplicaSet,
+            _ => {
+                if let Some((_, plural)) = NOT_YET.iter().find(|(names, _)| names.contains(&base)) {
+                    return Err(KindError::NotYet {
+                        typed: s.to_string(),
+                        plural,
+                    });
+                }
+                return Err(KindError::Unknown(s.to_string()));
+            }
+        };
+        if let Some(g) = group {
+            let g = g.strip_prefix("v1.").unwrap_or(g);
+            if g != kind.group() {
+                return Err(KindError::Unknown(s.to_string()));
+            }
         }
+        Ok(kind)
     }
 
     /// Resolves the `KIND [NAME]` / `KIND/NAME` positional pair.
@@ -50,11 +92,22 @@ impl Kind {
         }
     }
 
-    /// Lowercase singular, as in `pod/web` and `pod "web" deleted`.
+    /// The kind of a manifest object (`Deployment`).
+    pub fn of(obj: &crate::api::Object) -> Kind {
+        match obj {
+            crate::api::Object::Pod(_) => Kind::Pod,
+            crate::api::Object::ReplicaSet(_) => Kind::ReplicaSet,
+            crate::api::Object::Deployment(_) => Kind::Deployment,
+        }
+    }
+
+    /// Lowercase singular, as in `pod "web" not found`.
     pub fn singular(self) -> &'static str {
         match self {
             Kind::Pod => "pod",
             Kind::Node => "node",
+            Kind::Deployment => "deployment",
+            Kind::ReplicaSet => "replicaset",
         }
     }
 
@@ -63,11 +116,53 @@ impl Kind {
         match self {
             Kind::Pod => "pods",
             Kind::Node => "nodes",
+            Kind::Deployment => "deployments",
+            Kind::ReplicaSet => "replicasets",
         }
     }
 
+    /// The API group: empty for the core group.
+    pub fn group(self) -> &'static str {
+        match self {
+            Kind::Pod | Kind::Node => "",
+            Kind::Deployment | Kind::ReplicaSet => "apps",
+        }
+    }
+
+    /// The `Kind` field of objects of this kind (`Deployment`).
+    pub fn kind_name(self) -> &'static str {
+        match self {
+            Kind::Pod => "Pod",
+            Kind::Node => "Node",
+            Kind::Deployment => "Deployment",
+            Kind::ReplicaSet => "ReplicaSet",
+        }
+    }
+
+    /// The `apiVersion` of objects of this kind.
+    pub fn api_version(self) -> &'static str {
+        match self.group() {
+            "" => "v1",
+            _ => "apps/v1",
+        }
+    }
+
+    /// Singular with the group, as kubectl prints it: `pod`, `deployment.apps`. Used in
+    /// `deployment.apps/web created` and `deployment.apps "web" deleted`.
+    pub fn qualified(self) -> String {
+        match self.group() {
+            "" => self.singular().to_string(),
+            g => format!("{}.{g}", self.singular()),
+        }
+    }
+
+    /// `deployment.apps/web`, kubectl's `-o name` form.
+    pub fn ref_name(self, name: &str) -> String {
+        format!("{}/{name}", self.qualified())
+    }
+
     pub fn namespaced(self) -> bool {
-        matches!(self, Kind::Pod)
+        !matches!(self, Kind::Node)
     }
 
     /// API path of one object (`ns` is ignored for cluster-scoped kinds).
@@ -77,9 +172,13 @@ impl Kind {
 
     /// API path of a collection; `ns = None` lists across all namespaces.
     pub fn collection_path(self, ns: Option<&str>) -> String {
+        let root = match self.group() {
+            "" => "/api/v1".to_string(),
+            g => format!("/apis/{g}/v1"),
+        };
         match (self.namespaced(), ns) {
-            (true, Some(ns)) => format!("/api/v1/namespaces/{ns}/{}", self.plural()),
-            _ => format!("/api/v1/{}", self.plural()),
+            (true, Some(ns)) => format!("{root}/namespaces/{ns}/{}", self.plural()),
+            _ => format!("{root}/{}", self.plural()),
         }
     }
 }
@@ -89,20 +188,65 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kubectl_spellings_of_pods_and_nodes_are_accepted() {
+    fn kubectl_spellings_of_every_kind_are_accepted() {
         for s in ["pods", "pod", "po", "Pod", "PODS"] {
             assert_eq!(Kind::parse(s), Ok(Kind::Pod), "{s}");
         }
         for s in ["nodes", "node", "no", "Node"] {
             assert_eq!(Kind::parse(s), Ok(Kind::Node), "{s}");
         }
+        for s in [
+            "deployments",
+            "deployment",
+            "deploy",
+            "Deployment",
+            "deployments.apps",
+            "deployment.v1.apps",
+        ] {
+            assert_eq!(Kind::parse(s), Ok(Kind::Deployment), "{s}");
+        }
+        for s in ["replicasets", "replicaset", "rs", "RS", "replicasets.apps"] {
+            assert_eq!(Kind::parse(s), Ok(Kind::ReplicaSet), "{s}");
+        }
+        assert!(Kind::parse("pods.apps").is_err());
+        assert!(Kind::parse("deploy.batch").is_err());
     }
 
     #[test]
     fn an_unknown_kind_lists_the_supported_ones() {
-        let msg = Kind::parse("deploy").unwrap_err().to_string();
-        assert!(msg.contains("\"deploy\""), "{msg}");
+        let msg = Kind::parse("deploi").unwrap_err().to_string();
+        assert!(msg.contains("\"deploi\""), "{msg}");
         assert!(msg.contains("pods (pod, po), nodes (node, no)"), "{msg}");
+        assert!(msg.contains("deployments (deployment, deploy)"), "{msg}");
+        assert!(msg.contains("replicasets (replicaset, rs)"), "{msg}");
+    }
+
+    #[test]
+    fn kubectl_short_names_herd_lacks_say_not_supported_yet() {
+        for (s, plural) in [
+            ("svc", "services"),
+            ("service", "services"),
+            ("cm", "configmaps"),
+            ("ns", "namespaces"),
+            ("pvc", "persistentvolumeclaims"),
+            ("PVC", "persistentvolumeclaims"),
+        ] {
+            let e = Kind::parse(s).unwrap_err();
+            assert_eq!(
+                e,
+                KindError::NotYet {
+                    typed: s.into(),
+                    plural
+                }
+            );
+            let msg = e.to_string();
+            assert!(msg.contains("not supported yet"), "{msg}");
+            assert!(msg.contains(plural), "{msg}");
+        }
+        assert!(matches!(
+            Kind::with_name("svc/web", None),
+            Err(KindError::NotYet { .. })
+        ));
     }
 
     #[test]
@@ -116,6 +260,18 @@ mod tests {
             Ok((Kind::Node, Some("pi1".into())))
         );
         assert_eq!(Kind::with_name("nodes", None), Ok((Kind::Node, None)));
+        assert_eq!(
+            Kind::with_name("deploy/web", None),
+            Ok((Kind::Deployment, Some("web".into())))
+        );
+        assert_eq!(
+            Kind::with_name("deployment.apps/web", None),
+            Ok((Kind::Deployment, Some("web".into())))
+        );
+        assert_eq!(
+            Kind::with_name("rs", Some("web-5d8f")),
+            Ok((Kind::ReplicaSet, Some("web-5d8f".into())))
+        );
     }
 
     #[test]
@@ -125,13 +281,23 @@ mod tests {
             Err(KindError::NameTwice(..))
         ));
         assert!(matches!(
-            Kind::with_name("pod/", None),
+            Kind::with_name("deploy/", None),
             Err(KindError::EmptyName(_))
         ));
         assert!(matches!(
-            Kind::with_name("svc/x", None),
+            Kind::with_name("sts/x", None),
             Err(KindError::Unknown(_))
         ));
+    }
+
+    #[test]
+    fn names_carry_the_group_like_kubectl() {
+        assert_eq!(Kind::Pod.qualified(), "pod");
+        assert_eq!(Kind::Deployment.qualified(), "deployment.apps");
+        assert_eq!(Kind::ReplicaSet.ref_name("web-1"), "replicaset.apps/web-1");
+        assert_eq!(Kind::Node.ref_name("pi1"), "node/pi1");
+        assert_eq!(Kind::Deployment.api_version(), "apps/v1");
+        assert_eq!(Kind::Pod.api_version(), "v1");
     }
 
     #[test]
@@ -143,5 +309,17 @@ mod tests {
         assert_eq!(Kind::Pod.collection_path(None), "/api/v1/pods");
         assert_eq!(Kind::Node.object_path("prod", "pi1"), "/api/v1/nodes/pi1");
         assert_eq!(Kind::Node.collection_path(Some("x")), "/api/v1/nodes");
+        assert_eq!(
+            Kind::Deployment.object_path("prod", "web"),
+            "/apis/apps/v1/namespaces/prod/deployments/web"
+        );
+        assert_eq!(
+            Kind::ReplicaSet.collection_path(None),
+            "/apis/apps/v1/replicasets"
+        );
+        assert_eq!(
+            Kind::ReplicaSet.collection_path(Some("default")),
+            "/apis/apps/v1/namespaces/default/replicasets"
+        );
     }
 }

@@ -9,12 +9,16 @@ pub mod client;
 pub mod commands;
 pub mod kind;
 pub mod kubeconfig;
+pub mod resource;
 pub mod table;
+pub mod workload;
 
 pub use args::{
-    ApplyArgs, Cli, Command, DeleteArgs, DescribeArgs, GetArgs, GlobalArgs, ImageCommand,
-    ImageImportArgs, ImageLsArgs, LogsArgs, MasterArgs, OutputFormat, TokenCommand,
-    TokenCreateArgs, UpArgs, VersionArgs, WorkerArgs,
+    ApplyArgs, Cli, Command, DeleteArgs, DescribeArgs, DrainArgs, GetArgs, GlobalArgs,
+    ImageCommand, ImageImportArgs, ImageLsArgs, LogsArgs, MasterArgs, NodeArgs, OutputFormat,
+    RolloutCommand, RolloutHistoryArgs, RolloutStatusArgs, RolloutTarget, RolloutUndoArgs,
+    ScaleArgs, SetCommand, SetImageArgs, TokenCommand, TokenCreateArgs, UpArgs, VersionArgs,
+    WorkerArgs,
 };
 pub use kubeconfig::{write_admin_config, ConfigError};
 
@@ -30,6 +34,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Describe(a) => commands::describe::run(a, g).await,
         Command::Delete(a) => commands::delete::run(a, g).await,
         Command::Logs(a) => commands::logs::run(a, g).await,
+        Command::Scale(a) => commands::scale::run(a, g).await,
+        Command::Set(SetCommand::Image(a)) => commands::set::run_image(a, g).await,
+        Command::Rollout(c) => commands::rollout::run(c, g).await,
+        Command::Cordon(a) => commands::node::run(a, true, g).await,
+        Command::Uncordon(a) => commands::node::run(a, false, g).await,
+        Command::Drain(a) => commands::drain::run(a, g).await,
         Command::Image(ImageCommand::Import(a)) => commands::image::import(a).await,
         Command::Image(ImageCommand::Ls(a)) => commands::image::ls(a).await,
         Command::Token(TokenCommand::Create(a)) => commands::token::run(a, g).await,

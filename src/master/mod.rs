@@ -4,6 +4,7 @@ pub mod broker;
 pub mod bus;
 pub mod controllers;
 pub mod ingest;
+pub mod podops;
 pub mod scheduler;
 pub mod server;
 pub mod store;
@@ -207,6 +208,13 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         tokio::spawn(ingest::run(store.clone(), liveness.clone(), inbox_rx)),
         tokio::spawn(controllers::scheduling::run(store.clone())),
         tokio::spawn(controllers::desired::run(store.clone(), bus.clone())),
+        tokio::spawn(controllers::replicaset::run(store.clone())),
+        tokio::spawn(controllers::deployment::run(store.clone())),
+        tokio::spawn(controllers::gc::run(store.clone())),
+        tokio::spawn(controllers::nodelifecycle::run(
+            store.clone(),
+            controllers::nodelifecycle::DEFAULT_EVICTION,
+        )),
         tokio::spawn(controllers::nodes::run(
             store.clone(),
             liveness,

@@ -101,6 +101,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         dir.join("state"),
         PathBuf::from("/proc/self/exe"),
     ));
+    sweep_leftovers(&runtime, &images, dir).await;
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let manager = Manager::new(
         Env {
@@ -126,4 +127,49 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     )
     .await?;
     Ok(())
+}
+
+/// Containers a previous agent left behind (it was killed, or crashed) are stopped and removed
+/// before the new agent starts pods: until re-adoption exists, a fresh agent cannot tell their
+/// state, and a second copy of a pod must never run beside a stale one.
+async fn sweep_leftovers(runtime: &Arc<LinuxRuntime>, images: &Arc<images::ImageStore>, dir: &std::path::Path) {
+    use runtime::Runtime as _;
+    let index = dir.join("state").join(".herd-bundles");
+    let ids: Vec<String> = std::fs::read_dir(&index)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    for id in &ids {
+        tracing::warn!(container = %id, "stopping a container left by a previous agent");
+        if let Err(e) = runtime.remove(id).await {
+            tracing::warn!(container = %id, error = %e, "leftover container not fully removed");
+        }
+    }
+    let containers = dir.join("containers");
+    let pods: Vec<std::path::PathBuf> = std::fs::read_dir(&containers)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    for pod_dir in pods {
+        let attempts: Vec<std::path::PathBuf> = std::fs::read_dir(&pod_dir)
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        for a in attempts {
+            if let Err(e) = images.unmount_rootfs(&a) {
+                tracing::warn!(dir = %a.display(), error = %e, "leftover rootfs not unmounted");
+            }
+        }
+        if let Some(uid) = pod_dir.file_name().and_then(|n| n.to_str()) {
+            let cg = format!("/herd/{uid}");
+            if let Err(e) = runtime::cgroups::remove(&cg, Duration::from_secs(5)) {
+                tracing::warn!(cgroup = %cg, error = %e, "leftover pod cgroup not removed");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&pod_dir);
+    }
+    if !ids.is_empty() {
+        tracing::info!(count = ids.len(), "leftover containers removed");
+    }
 }

@@ -185,6 +185,38 @@ impl Cluster {
         );
     }
 
+    /// Starts a stopped (or killed) worker again with the same name and data dir.
+    pub fn restart_worker(&mut self, name: &str) {
+        let (api, token) = (self.api_url.clone(), self.token.clone());
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(self.tmp.path().join(format!("{name}.log")))
+            .expect("log");
+        let w = self.worker(name);
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+        w.child = Command::new(HERD)
+            .args([
+                "worker",
+                "--join",
+                &api,
+                "--token",
+                &token,
+                "--node-name",
+                name,
+                "--heartbeat-seconds",
+                "1",
+                "--data-dir",
+            ])
+            .arg(&w.data_dir)
+            .env("HERD_RESTART_BACKOFF_BASE_MS", "300")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("respawn worker");
+    }
+
     pub fn config(&self) -> PathBuf {
         self.master.data_dir.join("admin.conf")
     }

@@ -1,9 +1,10 @@
 //! `herd apply -f`: create what is missing, update what exists, and say which it was.
 
 use super::{read_manifests, Out, Session};
-use crate::api::{Object, Pod};
+use crate::api::Object;
 use crate::cli::args::{ApplyArgs, GlobalArgs};
 use crate::cli::kind::Kind;
+use crate::cli::resource::Resource;
 
 pub async fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // Parse everything before connecting: a bad file must not leave half a change behind,
@@ -19,7 +20,8 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     .await
 }
 
-/// Applies each object in order, printing `pod/NAME created|configured|unchanged`.
+/// Applies each object in order, printing `pod/NAME created|configured|unchanged` (or
+/// `deployment.apps/NAME ...`).
 pub async fn apply(
     s: &Session,
     objects: Vec<Object>,
@@ -38,56 +40,51 @@ pub async fn apply(
         }
     }
     for obj in objects {
-        match obj {
-            Object::Pod(mut pod) => {
-                let ns = pod
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| default_ns.clone());
-                pod.metadata.namespace = Some(ns.clone());
-                let name = pod.metadata.name.clone();
-                let verb = apply_pod(s, &ns, *pod).await?;
-                writeln!(out, "pod/{name} {verb}")?;
-            }
-        }
+        let kind = Kind::of(&obj);
+        let ns = obj
+            .metadata()
+            .namespace
+            .clone()
+            .unwrap_or_else(|| default_ns.clone());
+        let name = obj.metadata().name.clone();
+        let verb = match obj {
+            Object::Pod(p) => apply_one(s, &ns, *p).await?,
+            Object::Deployment(d) => apply_one(s, &ns, *d).await?,
+            Object::ReplicaSet(r) => apply_one(s, &ns, *r).await?,
+        };
+        writeln!(out, "{} {verb}", kind.ref_name(&name))?;
     }
     Ok(())
 }
 
 /// GET, then POST if absent or PUT if present; the generation tells whether the spec changed.
-async fn apply_pod(s: &Session, ns: &str, mut pod: Pod) -> anyhow::Result<&'static str> {
-    let path = Kind::Pod.object_path(ns, &pod.metadata.name);
-    let existing: Pod = match s.client.get(&path).await {
+pub async fn apply_one<T: Resource>(
+    s: &Session,
+    ns: &str,
+    mut obj: T,
+) -> anyhow::Result<&'static str> {
+    obj.meta_mut().namespace = Some(ns.to_string());
+    let path = T::KIND.object_path(ns, obj.name());
+    let existing: T = match s.client.get(&path).await {
         Ok(p) => p,
         Err(e) if e.is_not_found() => {
-            let _created: Pod = s
+            let _created: T = s
                 .client
-                .post(&Kind::Pod.collection_path(Some(ns)), &pod)
+                .post(&T::KIND.collection_path(Some(ns)), &obj)
                 .await?;
             return Ok("created");
         }
         Err(e) => return Err(e.into()),
     };
-    // Carry over what the server owns so the PUT replaces only what the manifest says: the
-    // scheduler's binding (a manifest rarely names a node) and the identity fields.
-    if pod.spec.node_name.is_none() {
-        pod.spec.node_name = existing.spec.node_name.clone();
-    }
-    pod.metadata.uid = existing.metadata.uid.clone();
-    pod.metadata.resource_version = existing.metadata.resource_version.clone();
-    pod.metadata.creation_timestamp = existing.metadata.creation_timestamp.clone();
-    pod.metadata.generation = existing.metadata.generation;
-    pod.status = existing.status.clone();
-    let updated: Pod = s.client.put(&path, &pod).await?;
+    // Carry over what the server owns so the PUT replaces only what the manifest says.
+    obj.keep_server_fields(&existing);
+    let updated: T = s.client.put(&path, &obj).await?;
     // Labels and annotations do not bump the generation but are still a change to report.
-    let meta_changed = updated.metadata.labels != existing.metadata.labels
-        || updated.metadata.annotations != existing.metadata.annotations;
-    Ok(
-        if updated.metadata.generation != existing.metadata.generation || meta_changed {
-            "configured"
-        } else {
-            "unchanged"
-        },
-    )
+    let (old, new) = (existing.meta(), updated.meta());
+    let meta_changed = new.labels != old.labels || new.annotations != old.annotations;
+    Ok(if new.generation != old.generation || meta_changed {
+        "configured"
+    } else {
+        "unchanged"
+    })
 }

@@ -1,11 +1,11 @@
 //! `herd delete`: delete by kind and name or from a file, and by default wait until the object
-//! is really gone (a pod lingers while its containers get their grace period).
+//! is really gone (a pod lingers while its containers get their grace period). Deleting a
+//! deployment or replica set cascades on the server: the pods go in the background.
 
 use std::time::Duration;
 
 use super::{read_manifests, Out, Session};
 use crate::api::pod::DEFAULT_GRACE_SECONDS;
-use crate::api::Object;
 use crate::cli::args::{DeleteArgs, GlobalArgs};
 use crate::cli::client::ApiError;
 use crate::cli::kind::Kind;
@@ -35,12 +35,10 @@ pub fn targets(args: &DeleteArgs) -> anyhow::Result<Vec<Target>> {
     if !args.filenames.is_empty() {
         return Ok(read_manifests(&args.filenames)?
             .into_iter()
-            .map(|o| match &o {
-                Object::Pod(p) => Target {
-                    kind: Kind::Pod,
-                    namespace: p.metadata.namespace.clone(),
-                    name: p.metadata.name.clone(),
-                },
+            .map(|o| Target {
+                kind: Kind::of(&o),
+                namespace: o.metadata().namespace.clone(),
+                name: o.metadata().name.clone(),
             })
             .collect());
     }
@@ -85,12 +83,12 @@ pub async fn delete(
     for (t, path, budget) in pending {
         if args.wait {
             if let Err(e) = wait_gone(s, &path, budget).await {
-                eprintln!("error: {} {:?}: {e}", t.kind.singular(), t.name);
+                eprintln!("error: {} {:?}: {e}", t.kind.qualified(), t.name);
                 failed += 1;
                 continue;
             }
         }
-        writeln!(out, "{} {:?} deleted", t.kind.singular(), t.name)?;
+        writeln!(out, "{} {:?} deleted", t.kind.qualified(), t.name)?;
     }
     anyhow::ensure!(failed == 0, Silent);
     Ok(())

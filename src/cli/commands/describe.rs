@@ -1,10 +1,13 @@
-//! `herd describe`: the kubectl-style multi-line view of one pod or node.
+//! `herd describe`: the kubectl-style multi-line view of one pod, node, deployment or replica
+//! set (the workload views are in `describe_workload`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use super::describe_workload::{describe_deployment, describe_replica_set};
 use super::get::node_roles;
 use super::{age, or_none, Out, Session};
+use crate::api::apps::{Deployment, ReplicaSet};
 use crate::api::node::Node;
 use crate::api::pod::{ContainerState, ContainerStatus};
 use crate::api::{Condition, Container, List, Pod, PodPhase};
@@ -33,31 +36,68 @@ pub async fn describe(s: &Session, args: &DescribeArgs, out: Out<'_>) -> anyhow:
             let pods: List<Pod> = s.client.get(&Kind::Pod.collection_path(None)).await?;
             describe_node(&node, &pods.items)
         }
+        Kind::Deployment => {
+            let d: Deployment = s.client.get(&kind.object_path(&ns, &name)).await?;
+            let rss: List<ReplicaSet> = s
+                .client
+                .get(&Kind::ReplicaSet.collection_path(Some(&ns)))
+                .await?;
+            describe_deployment(&d, &rss.items)
+        }
+        Kind::ReplicaSet => {
+            let rs: ReplicaSet = s.client.get(&kind.object_path(&ns, &name)).await?;
+            let pods: List<Pod> = s.client.get(&Kind::Pod.collection_path(Some(&ns))).await?;
+            describe_replica_set(&rs, &pods.items)
+        }
     };
     out.write_all(text.as_bytes())?;
     Ok(())
 }
 
 /// Writes `key:` padded to `width` then the value, at `indent` spaces.
-fn kv(out: &mut String, indent: usize, width: usize, key: &str, value: &str) {
+pub(super) fn kv(out: &mut String, indent: usize, width: usize, key: &str, value: &str) {
     let key = format!("{key}:");
     let width = width.max(key.chars().count() + 2);
     let line = format!("{:indent$}{key:<width$}{value}", "");
     let _ = writeln!(out, "{}", line.trim_end());
 }
 
-/// A map as `k=v` lines, the first after the key and the rest aligned under it.
-fn map_block(out: &mut String, width: usize, key: &str, map: &BTreeMap<String, String>) {
+/// Labels as `k=v` lines, the first after the key and the rest aligned under it.
+pub(super) fn map_block(out: &mut String, width: usize, key: &str, map: &BTreeMap<String, String>) {
+    map_block_at(out, 0, width, key, map, "=");
+}
+
+/// Annotations as `k: v` lines, as kubectl prints them.
+pub(super) fn annotations_block(
+    out: &mut String,
+    width: usize,
+    key: &str,
+    map: &BTreeMap<String, String>,
+) {
+    map_block_at(out, 0, width, key, map, ": ");
+}
+
+/// A map as `k{sep}v` lines at `indent`, the first after the key and the rest aligned under
+/// it; `<none>` when empty.
+pub(super) fn map_block_at(
+    out: &mut String,
+    indent: usize,
+    width: usize,
+    key: &str,
+    map: &BTreeMap<String, String>,
+    sep: &str,
+) {
     if map.is_empty() {
-        kv(out, 0, width, key, "<none>");
+        kv(out, indent, width, key, "<none>");
         return;
     }
+    let width = width.max(key.chars().count() + 3);
     for (i, (k, v)) in map.iter().enumerate() {
-        let label = if i == 0 { key } else { "" };
-        if label.is_empty() {
-            let _ = writeln!(out, "{:width$}{k}={v}", "");
+        if i == 0 {
+            kv(out, indent, width, key, &format!("{k}{sep}{v}"));
         } else {
-            kv(out, 0, width, label, &format!("{k}={v}"));
+            let line = format!("{:w$}{k}{sep}{v}", "", w = indent + width);
+            let _ = writeln!(out, "{}", line.trim_end());
         }
     }
 }
@@ -82,7 +122,7 @@ pub fn describe_pod(p: &Pod) -> String {
         &or_none(p.status.start_time.as_deref()),
     );
     map_block(&mut o, W, "Labels", &p.metadata.labels);
-    map_block(&mut o, W, "Annotations", &p.metadata.annotations);
+    annotations_block(&mut o, W, "Annotations", &p.metadata.annotations);
     let status = match p.metadata.deletion_timestamp.as_deref() {
         Some(ts) => format!("Terminating (since {ts})"),
         None => p.status.phase.to_string(),
@@ -214,7 +254,7 @@ fn state_block(o: &mut String, key: &str, s: &ContainerState) {
 }
 
 /// A table indented by two spaces, with kubectl's dashed underline row.
-fn indent_table(o: &mut String, header: &[&str], rows: &[Vec<String>]) {
+pub(super) fn indent_table(o: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let mut all = vec![header.iter().map(|h| "-".repeat(h.len())).collect()];
     all.extend(rows.iter().cloned());
     for line in table::render(header, &all).lines() {
@@ -252,7 +292,7 @@ pub fn describe_node(n: &Node, all_pods: &[Pod]) -> String {
     kv(&mut o, 0, W, "Name", &n.metadata.name);
     kv(&mut o, 0, W, "Roles", &node_roles(n));
     map_block(&mut o, W, "Labels", &n.metadata.labels);
-    map_block(&mut o, W, "Annotations", &n.metadata.annotations);
+    annotations_block(&mut o, W, "Annotations", &n.metadata.annotations);
     kv(
         &mut o,
         0,

@@ -1,17 +1,23 @@
-//! `herd get`: list or show pods and nodes as a table, JSON, YAML or names.
-
-use serde::Serialize;
+//! `herd get`: list or show pods, nodes, deployments and replica sets as a table, JSON, YAML
+//! or names.
 
 use super::{age, or_none, Out, Session};
+use crate::api::apps::{Deployment, ReplicaSet};
 use crate::api::node::Node;
-use crate::api::{List, Pod, PodPhase};
+use crate::api::selector::LabelSelector;
+use crate::api::{List, Pod, PodPhase, PodSpec};
 use crate::cli::args::{GetArgs, GlobalArgs, OutputFormat};
 use crate::cli::kind::Kind;
+use crate::cli::resource::Resource;
 use crate::cli::table;
+use crate::cli::workload::{containers_and_images, selector_string};
 
 pub async fn run(args: &GetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    // A typo in the kind is reported even without a config or a server.
+    // A typo in the kind or the selector is reported even without a config or a server.
     Kind::with_name(&args.kind, args.name.as_deref())?;
+    if let Some(l) = &args.selector {
+        LabelSelector::parse(l)?;
+    }
     let session = Session::open(global)?;
     get(&session, args, &mut std::io::stdout()).await
 }
@@ -19,77 +25,83 @@ pub async fn run(args: &GetArgs, global: &GlobalArgs) -> anyhow::Result<()> {
 /// Fetches and prints; "no resources" goes to stderr so pipelines see empty output.
 pub async fn get(s: &Session, args: &GetArgs, out: Out<'_>) -> anyhow::Result<()> {
     let (kind, name) = Kind::with_name(&args.kind, args.name.as_deref())?;
-    let ns = s.ns(args.namespace.as_deref());
     let all = args.all_namespaces && kind.namespaced();
     if all && name.is_some() {
         anyhow::bail!("a resource cannot be retrieved by name across all namespaces");
     }
-    let query: Vec<(&str, String)> = args
+    if let Some(l) = &args.selector {
+        LabelSelector::parse(l)?;
+    }
+    let fmt = args.output;
+    let req = Request {
+        ns: s.ns(args.namespace.as_deref()),
+        all,
+        name,
+        selector: args.selector.clone(),
+        fmt,
+    };
+    let text = match kind {
+        Kind::Pod => fetch(s, &req, |p: &[Pod]| pods_table(p, fmt, all)).await?,
+        Kind::Node => fetch(s, &req, |n: &[Node]| nodes_table(n, fmt)).await?,
+        Kind::Deployment => {
+            fetch(s, &req, |d: &[Deployment]| deployments_table(d, fmt, all)).await?
+        }
+        Kind::ReplicaSet => {
+            fetch(s, &req, |r: &[ReplicaSet]| replica_sets_table(r, fmt, all)).await?
+        }
+    };
+    match text {
+        Some(t) => out.write_all(t.as_bytes())?,
+        None if kind.namespaced() && !all => {
+            eprintln!("No resources found in {} namespace.", req.ns)
+        }
+        None => eprintln!("No resources found"),
+    }
+    Ok(())
+}
+
+/// What to fetch, resolved from the arguments.
+struct Request {
+    ns: String,
+    all: bool,
+    name: Option<String>,
+    selector: Option<String>,
+    fmt: Option<OutputFormat>,
+}
+
+/// Gets one object or a list and renders it; `None` for an empty list in a table format.
+async fn fetch<T: Resource>(
+    s: &Session,
+    req: &Request,
+    table: impl Fn(&[T]) -> String,
+) -> anyhow::Result<Option<String>> {
+    let kind = T::KIND;
+    if let Some(n) = &req.name {
+        let obj: T = s.client.get(&kind.object_path(&req.ns, n)).await?;
+        return Ok(Some(render(&[obj], true, req.fmt, table)?));
+    }
+    let query: Vec<(&str, String)> = req
         .selector
         .iter()
         .map(|l| ("labelSelector", l.clone()))
         .collect();
-    let coll = kind.collection_path((!all).then_some(ns.as_str()));
-    let fmt = args.output;
-    let empty = match (kind, all) {
-        (Kind::Pod, false) => format!("No resources found in {ns} namespace."),
-        _ => "No resources found".to_string(),
-    };
-    let text = match (kind, &name) {
-        (Kind::Pod, Some(n)) => {
-            let pod: Pod = s.client.get(&kind.object_path(&ns, n)).await?;
-            render(&[pod], true, fmt, kind, |p| pods_table(p, fmt, all))?
-        }
-        (Kind::Pod, None) => {
-            let list: List<Pod> = s.client.get_query(&coll, &query).await?;
-            if list.items.is_empty() && !structured(fmt) {
-                eprintln!("{empty}");
-                return Ok(());
-            }
-            render(&list.items, false, fmt, kind, |p| pods_table(p, fmt, all))?
-        }
-        (Kind::Node, Some(n)) => {
-            let node: Node = s.client.get(&kind.object_path(&ns, n)).await?;
-            render(&[node], true, fmt, kind, |n| nodes_table(n, fmt))?
-        }
-        (Kind::Node, None) => {
-            let list: List<Node> = s.client.get_query(&coll, &query).await?;
-            if list.items.is_empty() && !structured(fmt) {
-                eprintln!("{empty}");
-                return Ok(());
-            }
-            render(&list.items, false, fmt, kind, |n| nodes_table(n, fmt))?
-        }
-    };
-    out.write_all(text.as_bytes())?;
-    Ok(())
+    let coll = kind.collection_path((!req.all).then_some(req.ns.as_str()));
+    let list: List<T> = s.client.get_query(&coll, &query).await?;
+    if list.items.is_empty() && !structured(req.fmt) {
+        return Ok(None);
+    }
+    Ok(Some(render(&list.items, false, req.fmt, table)?))
 }
 
 fn structured(fmt: Option<OutputFormat>) -> bool {
     matches!(fmt, Some(OutputFormat::Json | OutputFormat::Yaml))
 }
 
-/// Something with a name, so `-o name` works for every kind.
-pub trait Named {
-    fn name(&self) -> &str;
-}
-impl Named for Pod {
-    fn name(&self) -> &str {
-        &self.metadata.name
-    }
-}
-impl Named for Node {
-    fn name(&self) -> &str {
-        &self.metadata.name
-    }
-}
-
 /// One object prints as itself, several as a `List`, like kubectl.
-pub fn render<T: Serialize + Clone + Named>(
+pub fn render<T: Resource>(
     items: &[T],
     single: bool,
     fmt: Option<OutputFormat>,
-    kind: Kind,
     table: impl Fn(&[T]) -> String,
 ) -> anyhow::Result<String> {
     let value = |items: &[T]| -> anyhow::Result<serde_json::Value> {
@@ -103,10 +115,102 @@ pub fn render<T: Serialize + Clone + Named>(
         Some(OutputFormat::Yaml) => yaml_serde::to_string(&value(items)?)?,
         Some(OutputFormat::Name) => items
             .iter()
-            .map(|i| format!("{}/{}\n", kind.singular(), i.name()))
+            .map(|i| T::KIND.ref_name(i.name()) + "\n")
             .collect(),
         Some(OutputFormat::Wide) | None => table(items),
     })
+}
+
+/// `NAME READY UP-TO-DATE AVAILABLE AGE`, READY being ready/desired replicas; wide adds the
+/// containers, images and selector.
+pub fn deployments_table(ds: &[Deployment], fmt: Option<OutputFormat>, with_ns: bool) -> String {
+    let rows = ds
+        .iter()
+        .map(|d| {
+            let st = &d.status;
+            Row {
+                ns: d.metadata.ns(),
+                cells: vec![
+                    d.metadata.name.clone(),
+                    format!("{}/{}", st.ready_replicas, d.spec.replicas()),
+                    st.updated_replicas.to_string(),
+                    st.available_replicas.to_string(),
+                    age(d.metadata.creation_timestamp.as_deref()),
+                ],
+                spec: &d.spec.template.spec,
+                selector: &d.spec.selector,
+            }
+        })
+        .collect::<Vec<_>>();
+    workload_table(
+        &["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        rows,
+        fmt,
+        with_ns,
+    )
+}
+
+/// `NAME DESIRED CURRENT READY AGE`; wide adds the containers, images and selector.
+pub fn replica_sets_table(rss: &[ReplicaSet], fmt: Option<OutputFormat>, with_ns: bool) -> String {
+    let rows = rss
+        .iter()
+        .map(|r| Row {
+            ns: r.metadata.ns(),
+            cells: vec![
+                r.metadata.name.clone(),
+                r.spec.replicas().to_string(),
+                r.status.replicas.to_string(),
+                r.status.ready_replicas.to_string(),
+                age(r.metadata.creation_timestamp.as_deref()),
+            ],
+            spec: &r.spec.template.spec,
+            selector: &r.spec.selector,
+        })
+        .collect::<Vec<_>>();
+    workload_table(
+        &["NAME", "DESIRED", "CURRENT", "READY", "AGE"],
+        rows,
+        fmt,
+        with_ns,
+    )
+}
+
+struct Row<'a> {
+    ns: &'a str,
+    cells: Vec<String>,
+    spec: &'a PodSpec,
+    selector: &'a LabelSelector,
+}
+
+fn workload_table(
+    header: &[&str],
+    rows: Vec<Row<'_>>,
+    fmt: Option<OutputFormat>,
+    with_ns: bool,
+) -> String {
+    let wide = fmt == Some(OutputFormat::Wide);
+    let mut header = header.to_vec();
+    if wide {
+        header.extend(["CONTAINERS", "IMAGES", "SELECTOR"]);
+    }
+    if with_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = rows
+        .into_iter()
+        .map(|r| {
+            let mut cells = r.cells;
+            if wide {
+                let (containers, images) = containers_and_images(r.spec);
+                cells.extend([containers, images, selector_string(r.selector)]);
+            }
+            if with_ns {
+                cells.insert(0, r.ns.to_string());
+            }
+            cells
+        })
+        .collect();
+    table::render(&header, &rows)
 }
 
 pub fn pods_table(pods: &[Pod], fmt: Option<OutputFormat>, with_ns: bool) -> String {
@@ -433,7 +537,6 @@ mod tests {
             std::slice::from_ref(&p),
             true,
             Some(OutputFormat::Json),
-            Kind::Pod,
             |_| String::new(),
         )
         .unwrap();
@@ -443,15 +546,91 @@ mod tests {
             &[p.clone(), p.clone()],
             false,
             Some(OutputFormat::Yaml),
-            Kind::Pod,
             |_| String::new(),
         )
         .unwrap();
         assert!(many.contains("kind: List"), "{many}");
-        let names = render(&[p], false, Some(OutputFormat::Name), Kind::Pod, |_| {
-            String::new()
-        })
-        .unwrap();
+        let names = render(&[p], false, Some(OutputFormat::Name), |_| String::new()).unwrap();
         assert_eq!(names, "pod/web\n");
+        let mut d = Deployment::default();
+        d.metadata.name = "web".into();
+        let names = render(&[d], false, Some(OutputFormat::Name), |_| String::new()).unwrap();
+        assert_eq!(names, "deployment.apps/web\n");
+    }
+
+    fn workload_spec() -> PodSpec {
+        PodSpec {
+            containers: vec![
+                Container {
+                    name: "main".into(),
+                    image: "img:2".into(),
+                    ..Container::default()
+                },
+                Container {
+                    name: "side".into(),
+                    image: "side:1".into(),
+                    ..Container::default()
+                },
+            ],
+            ..PodSpec::default()
+        }
+    }
+
+    #[test]
+    fn deployment_table_shows_ready_of_desired_and_wide_extras() {
+        let mut d = Deployment::default();
+        d.metadata.name = "web".into();
+        d.metadata.namespace = Some("prod".into());
+        d.spec.replicas = Some(3);
+        d.spec
+            .selector
+            .match_labels
+            .insert("app".into(), "web".into());
+        d.spec.template.spec = workload_spec();
+        d.status.ready_replicas = 2;
+        d.status.updated_replicas = 1;
+        d.status.available_replicas = 2;
+        assert_eq!(
+            deployments_table(std::slice::from_ref(&d), None, false),
+            "NAME  READY  UP-TO-DATE  AVAILABLE  AGE\n\
+             web   2/3    1           2          <unknown>\n"
+        );
+        let t = deployments_table(&[d], Some(OutputFormat::Wide), true);
+        assert_eq!(
+            t,
+            "NAMESPACE  NAME  READY  UP-TO-DATE  AVAILABLE  AGE        CONTAINERS  IMAGES        SELECTOR\n\
+             prod       web   2/3    1           2          <unknown>  main,side   img:2,side:1  app=web\n"
+        );
+    }
+
+    #[test]
+    fn replica_set_table_shows_desired_current_ready() {
+        let mut r = ReplicaSet::default();
+        r.metadata.name = "web-5d8f".into();
+        r.spec.replicas = Some(3);
+        r.spec
+            .selector
+            .match_labels
+            .insert("app".into(), "web".into());
+        r.spec
+            .selector
+            .match_labels
+            .insert("pod-template-hash".into(), "5d8f".into());
+        r.spec.template.spec = workload_spec();
+        r.status.replicas = 3;
+        r.status.ready_replicas = 1;
+        assert_eq!(
+            replica_sets_table(std::slice::from_ref(&r), None, false),
+            "NAME      DESIRED  CURRENT  READY  AGE\n\
+             web-5d8f  3        3        1      <unknown>\n"
+        );
+        let t = replica_sets_table(&[r], Some(OutputFormat::Wide), false);
+        assert!(
+            t.lines()
+                .nth(1)
+                .unwrap()
+                .ends_with("main,side   img:2,side:1  app=web,pod-template-hash=5d8f"),
+            "{t}"
+        );
     }
 }

@@ -5,9 +5,15 @@
 pub mod apply;
 pub mod delete;
 pub mod describe;
+pub mod describe_workload;
+pub mod drain;
 pub mod get;
 pub mod image;
 pub mod logs;
+pub mod node;
+pub mod rollout;
+pub mod scale;
+pub mod set;
 pub mod token;
 pub mod version;
 
@@ -17,8 +23,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::args::GlobalArgs;
-use super::client::Client;
+use super::client::{ApiError, Client};
+use super::kind::Kind;
 use super::kubeconfig;
+use super::resource::Resource;
 use crate::api::{Object, DEFAULT_NAMESPACE};
 
 /// Output sink for the verbs: stdout in the binary, a `Vec<u8>` in tests. `Send` so the
@@ -110,4 +118,54 @@ pub fn age(ts: Option<&str>) -> String {
     ts.and_then(crate::util::time::age_seconds)
         .map(crate::util::time::human_age)
         .unwrap_or_else(|| "<unknown>".to_string())
+}
+
+/// Resolves `KIND NAME` / `KIND/NAME` for a verb that acts on one object of one of `allowed`.
+pub fn one_of(
+    verb: &str,
+    kind: &str,
+    name: Option<&str>,
+    allowed: &[Kind],
+) -> anyhow::Result<(Kind, String)> {
+    let (kind, name) = Kind::with_name(kind, name)?;
+    if !allowed.contains(&kind) {
+        let names: Vec<&str> = allowed.iter().map(|k| k.plural()).collect();
+        anyhow::bail!(
+            "{verb} is not supported for {}: it works on {}",
+            kind.plural(),
+            names.join(" and ")
+        );
+    }
+    let name = name.ok_or_else(|| {
+        anyhow::anyhow!(
+            "{verb} needs a NAME (as {0} NAME or {0}/NAME)",
+            kind.singular()
+        )
+    })?;
+    Ok((kind, name))
+}
+
+/// Times a read-modify-write is retried when the server reports a conflicting update.
+const CONFLICT_RETRIES: usize = 5;
+
+/// Read-modify-write of one object: GET, `change`, PUT, retried on 409 Conflict (someone else
+/// wrote in between). `change` may refuse with an error, which is returned as is.
+pub async fn modify<T: Resource>(
+    s: &Session,
+    ns: &str,
+    name: &str,
+    mut change: impl FnMut(&mut T) -> anyhow::Result<()>,
+) -> anyhow::Result<T> {
+    let path = T::KIND.object_path(ns, name);
+    let mut attempt = 0;
+    loop {
+        let mut obj: T = s.client.get(&path).await?;
+        change(&mut obj)?;
+        match s.client.put::<T, T>(&path, &obj).await {
+            Err(ApiError::Status(st)) if st.code == 409 && attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+            }
+            r => return Ok(r?),
+        }
+    }
 }

@@ -12,30 +12,18 @@ use crate::util::time::now_rfc3339;
 pub fn reconcile(store: &Store) -> Result<usize, StoreError> {
     let nodes: Vec<Node> = store.list(None)?;
     let pods: Vec<Pod> = store.list(None)?;
-    let mut placed: Vec<Pod> = pods
-        .iter()
-        .filter(|p| p.spec.node_name.is_some())
-        .cloned()
-        .collect();
+    // Built once per pass from what the store says now, and told about each bind, so later
+    // decisions in the pass see earlier ones without recounting every pod.
+    let mut snapshot = scheduler::Snapshot::new(&nodes, &pods);
     let mut bound = 0;
     for pod in pods
         .iter()
         .filter(|p| p.spec.node_name.is_none() && p.metadata.deletion_timestamp.is_none())
     {
-        let snapshots: Vec<scheduler::NodeSnapshot> = nodes
-            .iter()
-            .map(|n| {
-                let on: Vec<&Pod> = placed
-                    .iter()
-                    .filter(|p| p.spec.node_name.as_deref() == Some(n.metadata.name.as_str()))
-                    .collect();
-                scheduler::node_snapshot(n, &on)
-            })
-            .collect();
         let now = now_rfc3339();
         let (ns, name) = (pod.metadata.ns().to_string(), pod.metadata.name.clone());
         let _span = tracing::info_span!("pod", pod = %format!("{ns}/{name}")).entered();
-        match scheduler::schedule(pod, &snapshots, None) {
+        match snapshot.schedule(pod, None) {
             Decision::Bind { node } => {
                 let uid = pod.metadata.uid.clone();
                 let res = store.update::<Pod, StoreError>(&ns, &name, |p| {
@@ -57,7 +45,11 @@ pub fn reconcile(store: &Store) -> Result<usize, StoreError> {
                 match res {
                     Ok(p) => {
                         tracing::info!(node = %node, "pod bound");
-                        placed.push(p);
+                        // The stored pod may have been bound elsewhere meanwhile: account for
+                        // where it really is.
+                        if let Some(on) = &p.spec.node_name {
+                            snapshot.add_pod(&p, on);
+                        }
                         bound += 1;
                     }
                     Err(StoreError::NotFound { .. }) => {}

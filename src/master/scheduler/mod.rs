@@ -1,37 +1,31 @@
-//! Scheduler v1: a pure function from a pod and node snapshots to a node, or the reasons it
-//! fits nowhere.
+//! Scheduler v2: a pure function from a pod and a cluster snapshot to a node, or the reasons
+//! it fits nowhere.
 //!
-//! Filters remove nodes that cannot run the pod; the survivors are scored by how much room
-//! they keep free (least-requested), so pods spread over the fleet and small boards are not
-//! packed full while big ones idle. Everything is deterministic: the same inputs always bind
-//! the same node, which keeps tests and a restarted master's decisions reproducible.
+//! Filters (`filters`) remove nodes that cannot run the pod: readiness, cordon, taints,
+//! nodeSelector and required node affinity, image platform, pod count, cpu and memory, then
+//! topology spread (`DoNotSchedule`) and required pod anti-affinity in both directions. The
+//! survivors are scored (`scores`): free resources, preferred node affinity,
+//! `PreferNoSchedule` taints, preferred anti-affinity, `ScheduleAnyway` spread, and spreading
+//! of pods with the same controller (so replicas land 2/2/2 on three equal nodes without any
+//! constraint). The only topology is the node (`kubernetes.io/hostname`).
+//!
+//! Everything is deterministic: the same inputs bind the same node whatever order the nodes
+//! came in, which keeps tests and a restarted master's decisions reproducible. The snapshot
+//! (`snapshot`) is built once per scheduling pass and updated after each bind, so a decision
+//! costs one sweep over the nodes, not a recount of every pod.
 
+mod filters;
 mod platform;
+mod scores;
+mod snapshot;
 
-use std::collections::{BTreeMap, HashMap};
+use crate::api::quantity::{parse_bytes, parse_cpu_millis};
+use crate::api::Pod;
 
-use crate::api::node::{LABEL_ARCH, LABEL_ARCH_VARIANT, LABEL_OS};
-use crate::api::quantity::{parse_bytes, parse_count, parse_cpu_millis};
-use crate::api::{Node, Pod, PodPhase};
-
+use filters::{anti_affinity_blocks, unschedulable_message, Failure, HardSpread, PodFilter};
 pub use platform::{normalize_platform, platform_runs};
-
-/// What the scheduler needs to know about one node, precomputed from the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NodeSnapshot {
-    pub name: String,
-    pub labels: BTreeMap<String, String>,
-    pub ready: bool,
-    pub unschedulable: bool,
-    pub allocatable_cpu_millis: u64,
-    pub allocatable_memory_bytes: u64,
-    pub allocatable_pods: u64,
-    pub requested_cpu_millis: u64,
-    pub requested_memory_bytes: u64,
-    pub pod_count: u64,
-    /// OCI platform like "linux/arm64", "linux/arm/v7", "linux/amd64"
-    pub platform: String,
-}
+use scores::PodScorer;
+pub use snapshot::{node_snapshot, NodeSnapshot, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -50,9 +44,6 @@ pub struct Requests {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
 }
-
-/// Kubernetes' default when a node does not report `pods`.
-const DEFAULT_MAX_PODS: u64 = 110;
 
 /// Per container: the request, or the limit when only a limit is given (Kubernetes defaults
 /// the request to the limit), else nothing. Unparsable amounts count as zero: validation
@@ -78,209 +69,71 @@ pub fn pod_requests(pod: &Pod) -> Requests {
     total
 }
 
-/// Builds a snapshot from the stored node and the pods bound to it. Finished pods
-/// (`Succeeded`/`Failed`) hold no resources and are not counted.
-pub fn node_snapshot(node: &Node, pods_on_node: &[&Pod]) -> NodeSnapshot {
-    let amount = |name: &str, parse: fn(&str) -> Result<u64, _>, default: u64| {
-        node.status
-            .allocatable
-            .get(name)
-            .or_else(|| node.status.capacity.get(name))
-            .map(|q| parse(q).unwrap_or(0))
-            .unwrap_or(default)
-    };
-    let mut snap = NodeSnapshot {
-        name: node.metadata.name.clone(),
-        labels: node.metadata.labels.clone(),
-        ready: node.is_ready(),
-        unschedulable: node.spec.unschedulable,
-        allocatable_cpu_millis: amount("cpu", parse_cpu_millis, 0),
-        allocatable_memory_bytes: amount("memory", parse_bytes, 0),
-        allocatable_pods: amount("pods", parse_count, DEFAULT_MAX_PODS),
-        platform: node_platform(node),
-        ..NodeSnapshot::default()
-    };
-    for pod in pods_on_node {
-        if matches!(pod.status.phase, PodPhase::Succeeded | PodPhase::Failed) {
-            continue;
-        }
-        let r = pod_requests(pod);
-        snap.requested_cpu_millis = snap.requested_cpu_millis.saturating_add(r.cpu_millis);
-        snap.requested_memory_bytes = snap.requested_memory_bytes.saturating_add(r.memory_bytes);
-        snap.pod_count += 1;
-    }
-    snap
-}
-
-/// `os/arch[/variant]` from the node's reported system info, falling back to its labels
-/// for a node that registered before reporting info.
-fn node_platform(node: &Node) -> String {
-    let info = &node.status.node_info;
-    let label = |k: &str| node.metadata.labels.get(k).cloned().unwrap_or_default();
-    let pick = |v: &str, k: &str| {
-        if v.is_empty() {
-            label(k)
-        } else {
-            v.to_string()
-        }
-    };
-    let os = pick(&info.operating_system, LABEL_OS);
-    let arch = pick(&info.architecture, LABEL_ARCH);
-    let variant = pick(&info.variant, LABEL_ARCH_VARIANT);
-    if arch.is_empty() {
-        return String::new();
-    }
-    let os = if os.is_empty() {
-        "linux".to_string()
-    } else {
-        os
-    };
-    let raw = if variant.is_empty() {
-        format!("{os}/{arch}")
-    } else {
-        format!("{os}/{arch}/{variant}")
-    };
-    normalize_platform(&raw)
-}
-
-/// Why one node was filtered out. A node can fail on both cpu and memory at once, as in
-/// kube-scheduler's resource-fit plugin; other filters stop at the first failure.
-fn filter(
-    pod: &Pod,
-    req: Requests,
-    node: &NodeSnapshot,
-    image_platforms: Option<&[String]>,
-) -> Vec<String> {
-    if !node.ready {
-        return vec!["node(s) were not ready".into()];
-    }
-    if node.unschedulable {
-        return vec!["node(s) were unschedulable".into()];
-    }
-    let selector_ok = pod
-        .spec
-        .node_selector
-        .iter()
-        .all(|(k, v)| node.labels.get(k) == Some(v));
-    if !selector_ok {
-        return vec!["node(s) didn't match Pod's node affinity/selector".into()];
-    }
-    if let Some(offered) = image_platforms {
-        if !offered.iter().any(|p| platform_runs(&node.platform, p)) {
-            let shown = if node.platform.is_empty() {
-                "unknown"
-            } else {
-                node.platform.as_str()
-            };
-            return vec![format!(
-                "node(s) have platform {shown} but image offers {}",
-                platform::describe(offered)
-            )];
-        }
-    }
-    if node.pod_count.saturating_add(1) > node.allocatable_pods {
-        return vec!["Too many pods".into()];
-    }
-    let mut reasons = Vec::new();
-    let free_cpu = node
-        .allocatable_cpu_millis
-        .saturating_sub(node.requested_cpu_millis);
-    let free_memory = node
-        .allocatable_memory_bytes
-        .saturating_sub(node.requested_memory_bytes);
-    // A pod that requests nothing always fits, even on an overcommitted node.
-    if req.cpu_millis > 0 && req.cpu_millis > free_cpu {
-        reasons.push("Insufficient cpu".into());
-    }
-    if req.memory_bytes > 0 && req.memory_bytes > free_memory {
-        reasons.push("Insufficient memory".into());
-    }
-    reasons
-}
-
-/// Free share of one resource after placing the pod, in millionths.
-fn free_share(allocatable: u64, requested: u64, pod: u64) -> u128 {
-    if allocatable == 0 {
-        return 0;
-    }
-    let free = allocatable.saturating_sub(requested.saturating_add(pod));
-    u128::from(free) * 1_000_000 / u128::from(allocatable)
-}
-
-/// Least-requested score: the sum (equivalently, average) of the free cpu and memory shares.
-fn score(req: Requests, node: &NodeSnapshot) -> u128 {
-    free_share(
-        node.allocatable_cpu_millis,
-        node.requested_cpu_millis,
-        req.cpu_millis,
-    ) + free_share(
-        node.allocatable_memory_bytes,
-        node.requested_memory_bytes,
-        req.memory_bytes,
-    )
-}
-
-/// Picks the node for `pod`. `image_platforms` lists the platforms the pod's images offer;
-/// `None` when unknown (the image was not inspected), which skips the platform filter.
-/// `spec.nodeName` is not looked at: a pod that names its node is not scheduled.
-///
-/// Ties in score go to the node running fewer pods, so pods without requests still spread,
-/// then to the lexically first name.
+/// Picks a node for `pod` among `nodes`, whose usage is already summed and whose pods are
+/// not otherwise known (so pod anti-affinity and spreading see no placed pods). Kept for
+/// callers with one decision to make; a pass over many pods uses a [`Snapshot`].
 pub fn schedule(pod: &Pod, nodes: &[NodeSnapshot], image_platforms: Option<&[String]>) -> Decision {
-    if nodes.is_empty() {
-        return Decision::Unschedulable {
-            message: "0/0 nodes are available: no nodes registered.".into(),
-        };
-    }
-    let req = pod_requests(pod);
-    let mut reasons: HashMap<String, usize> = HashMap::new();
-    let mut best: Option<(&NodeSnapshot, u128)> = None;
-    for node in nodes {
-        let failed = filter(pod, req, node, image_platforms);
-        if !failed.is_empty() {
-            for r in failed {
-                *reasons.entry(r).or_default() += 1;
-            }
-            continue;
+    Snapshot::from_nodes(nodes.to_vec()).schedule(pod, image_platforms)
+}
+
+impl Snapshot {
+    /// Picks the node for `pod`. `image_platforms` lists the platforms the pod's images
+    /// offer; `None` when unknown (the image was not inspected), which skips the platform
+    /// filter. `spec.nodeName` is not looked at: a pod that names its node is not scheduled.
+    /// The snapshot is not changed: after binding, tell it with [`Snapshot::add_pod`].
+    pub fn schedule(&self, pod: &Pod, image_platforms: Option<&[String]>) -> Decision {
+        let nodes = &self.nodes;
+        if nodes.is_empty() {
+            return Decision::Unschedulable {
+                message: "0/0 nodes are available: no nodes registered.".into(),
+            };
         }
-        let s = score(req, node);
-        let better = match best {
-            None => true,
-            Some((b, bs)) => {
-                (
-                    s,
-                    std::cmp::Reverse(node.pod_count),
-                    std::cmp::Reverse(&node.name),
-                ) > (
-                    bs,
-                    std::cmp::Reverse(b.pod_count),
-                    std::cmp::Reverse(&b.name),
-                )
-            }
-        };
-        if better {
-            best = Some((node, s));
+        let req = pod_requests(pod);
+        let mut filter = PodFilter::new(pod, req, image_platforms);
+        let mut failures: Vec<Option<Failure>> = vec![None; nodes.len()];
+        let mut eligible = vec![false; nodes.len()];
+        for (i, node) in nodes.iter().enumerate() {
+            failures[i] = match filter.static_filter(node) {
+                Ok(()) => {
+                    eligible[i] = true;
+                    filter.fit(node).err()
+                }
+                Err(f) => Some(f),
+            };
         }
-    }
-    if let Some((node, _)) = best {
-        return Decision::Bind {
-            node: node.name.clone(),
-        };
-    }
-    // kube-scheduler sorts the "count reason" strings themselves.
-    let mut parts: Vec<String> = reasons
-        .into_iter()
-        .map(|(reason, count)| format!("{count} {reason}"))
-        .collect();
-    parts.sort();
-    Decision::Unschedulable {
-        message: format!(
-            "0/{} nodes are available: {}.",
-            nodes.len(),
-            parts.join(", ")
-        ),
+        let mut spreads = HardSpread::new(self, pod);
+        for s in &mut spreads {
+            s.set_min(&eligible);
+        }
+        let blocked = anti_affinity_blocks(self, pod);
+        let scorer = PodScorer::new(self, pod, req);
+        let mut raws = Vec::new();
+        for (i, node) in nodes.iter().enumerate() {
+            if failures[i].is_some() {
+                continue;
+            }
+            if !spreads.iter().all(|s| s.allows(i)) {
+                failures[i] = Some(Failure::TopologySpread);
+                continue;
+            }
+            if let Some(why) = blocked.as_ref().and_then(|b| b[i]) {
+                failures[i] = Some(why);
+                continue;
+            }
+            raws.push((i, scorer.raw(i, node)));
+        }
+        match scores::best(&raws, nodes) {
+            Some(i) => Decision::Bind {
+                node: nodes[i].name.clone(),
+            },
+            None => Decision::Unschedulable {
+                message: unschedulable_message(nodes, &failures, image_platforms),
+            },
+        }
     }
 }
 
+#[cfg(test)]
+mod constraint_tests;
 #[cfg(test)]
 mod tests;

@@ -40,8 +40,12 @@ fn arm_level(variant: &str) -> Option<u32> {
 
 /// Whether a node of platform `node` can run an image built for `image`.
 pub fn platform_runs(node: &str, image: &str) -> bool {
-    let node = normalize_platform(node);
-    let image = normalize_platform(image);
+    runs_normalized(&normalize_platform(node), &normalize_platform(image))
+}
+
+/// [`platform_runs`] for platforms already in canonical spelling, so a scheduling decision
+/// normalizes the offered platforms once instead of once per node.
+pub(super) fn runs_normalized(node: &str, image: &str) -> bool {
     if node == image {
         return true;
     }
@@ -53,8 +57,8 @@ pub fn platform_runs(node: &str, image: &str) -> bool {
             it.next().unwrap_or_default(),
         )
     };
-    let (node_os, node_arch, node_variant) = split(&node);
-    let (image_os, image_arch, image_variant) = split(&image);
+    let (node_os, node_arch, node_variant) = split(node);
+    let (image_os, image_arch, image_variant) = split(image);
     if node_os != image_os || node_arch != image_arch || node_arch != "arm" {
         return false;
     }

@@ -1,8 +1,10 @@
+use std::collections::BTreeMap;
+
 use super::*;
 use crate::api::meta::Condition;
 use crate::api::node::{NodeSpec, NodeStatus, NodeSystemInfo};
 use crate::api::pod::{Container, ResourceRequirements};
-use crate::api::{ObjectMeta, PodSpec, PodStatus};
+use crate::api::{Node, ObjectMeta, PodPhase, PodSpec, PodStatus};
 
 const GI: u64 = 1 << 30;
 
@@ -12,6 +14,7 @@ fn node(name: &str) -> NodeSnapshot {
         labels: BTreeMap::new(),
         ready: true,
         unschedulable: false,
+        taints: Vec::new(),
         allocatable_cpu_millis: 4000,
         allocatable_memory_bytes: 4 * GI,
         allocatable_pods: 110,
@@ -273,6 +276,7 @@ fn node_snapshots_come_from_allocatable_conditions_and_bound_pods() {
         },
         spec: NodeSpec {
             unschedulable: true,
+            ..Default::default()
         },
         status: NodeStatus {
             conditions: vec![Condition {
@@ -311,6 +315,7 @@ fn node_snapshots_come_from_allocatable_conditions_and_bound_pods() {
             labels: n.metadata.labels.clone(),
             ready: true,
             unschedulable: true,
+            taints: Vec::new(),
             allocatable_cpu_millis: 4000,
             allocatable_memory_bytes: 900 << 20,
             allocatable_pods: 20,

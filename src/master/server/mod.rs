@@ -1,11 +1,14 @@
 //! The HTTP API: Kubernetes-style REST paths over the store, bearer-token auth, node join and
 //! the log relay to workers. Handlers are thin: parse, call the store, shape the answer.
 
+mod eviction;
 mod join;
+pub use eviction::{check_budget, healthy};
 pub use join::{join_ttl, JoinRequest, JoinResponse};
 mod logs;
 mod nodes;
 mod pods;
+mod workloads;
 
 use std::sync::Arc;
 
@@ -18,6 +21,7 @@ use axum::{Json, Router};
 
 use super::bus::Bus;
 use super::store::{Role, Store, StoreError, TokenCheck};
+use crate::api::apps::{Deployment, ReplicaSet};
 use crate::api::Status;
 
 /// What the join endpoint tells workers about the broker.
@@ -119,7 +123,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/nodes", get(nodes::list))
         .route(
             "/api/v1/nodes/{name}",
-            get(nodes::get_one).delete(nodes::delete),
+            get(nodes::get_one)
+                .put(nodes::replace)
+                .delete(nodes::delete),
         )
         .route("/api/v1/pods", get(pods::list_all))
         .route(
@@ -131,6 +137,32 @@ pub fn router(state: AppState) -> Router {
             get(pods::get_one).put(pods::replace).delete(pods::delete),
         )
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::logs))
+        .route(
+            "/api/v1/namespaces/{ns}/pods/{name}/eviction",
+            post(eviction::evict),
+        )
+        .route("/apis/apps/v1/deployments", get(workloads::list_all::<Deployment>))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments",
+            get(workloads::list_ns::<Deployment>).post(workloads::create::<Deployment>),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            get(workloads::get_one::<Deployment>)
+                .put(workloads::replace::<Deployment>)
+                .delete(workloads::delete::<Deployment>),
+        )
+        .route("/apis/apps/v1/replicasets", get(workloads::list_all::<ReplicaSet>))
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/replicasets",
+            get(workloads::list_ns::<ReplicaSet>).post(workloads::create::<ReplicaSet>),
+        )
+        .route(
+            "/apis/apps/v1/namespaces/{ns}/replicasets/{name}",
+            get(workloads::get_one::<ReplicaSet>)
+                .put(workloads::replace::<ReplicaSet>)
+                .delete(workloads::delete::<ReplicaSet>),
+        )
         .route("/apis/herd.io/v1/tokens", post(join::create_token))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()

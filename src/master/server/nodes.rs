@@ -43,3 +43,37 @@ pub async fn delete(
     .map(Json)
     .ok_or_else(|| ApiError::not_found("nodes", &name))
 }
+
+/// Replaces what an administrator owns on a node: `spec` (unschedulable, taints) and labels
+/// and annotations. Status stays the worker's.
+pub async fn replace(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Node>, ApiError> {
+    let new: Node = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("node body: {e}")))?;
+    if !new.metadata.name.is_empty() && new.metadata.name != name {
+        return Err(ApiError::bad_request(format!(
+            "metadata.name: {:?} does not match the name in the URL {name:?}",
+            new.metadata.name
+        )));
+    }
+    for (k, v) in &new.metadata.labels {
+        crate::api::validate::validate_label_key(k)
+            .map_err(|e| ApiError::invalid(format!("metadata.labels[{k}]: {e}")))?;
+        crate::api::validate::validate_label_value(v)
+            .map_err(|e| ApiError::invalid(format!("metadata.labels[{k}]: {e}")))?;
+    }
+    let store = st.store.clone();
+    let updated = blocking(move || {
+        store.update::<Node, ApiError>("", &name, |n| {
+            n.spec = new.spec.clone();
+            n.metadata.labels = new.metadata.labels.clone();
+            n.metadata.annotations = new.metadata.annotations.clone();
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(Json(updated))
+}

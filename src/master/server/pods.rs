@@ -7,8 +7,8 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{blocking, ApiError, AppState};
-use crate::api::{List, Node, Object, Pod};
-use crate::master::store::StoreError;
+use crate::api::{List, Object, Pod};
+use crate::master::podops::{delete_pod, Deleted};
 use crate::util::time::now_rfc3339;
 
 /// Largest request body: a pod manifest is a few KB.
@@ -20,30 +20,11 @@ pub struct ListQuery {
     label_selector: Option<String>,
 }
 
-/// `k=v,k2=v2` equality selectors (sets and `!=` come with the label-selector issue).
-fn parse_selector(s: &str) -> Result<Vec<(String, String)>, ApiError> {
-    s.split(',')
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| {
-            let (k, v) = p
-                .split_once("==")
-                .or_else(|| p.split_once('='))
-                .ok_or_else(|| {
-                    ApiError::bad_request(format!("labelSelector: {p:?} is not key=value"))
-                })?;
-            Ok((k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
-}
-
 fn filter(pods: Vec<Pod>, q: &ListQuery) -> Result<Vec<Pod>, ApiError> {
-    let Some(sel) = q.label_selector.as_deref() else {
-        return Ok(pods);
-    };
-    let sel = parse_selector(sel)?;
+    let sel = super::workloads::selector(q.label_selector.as_deref())?;
     Ok(pods
         .into_iter()
-        .filter(|p| sel.iter().all(|(k, v)| p.metadata.labels.get(k) == Some(v)))
+        .filter(|p| sel.matches(&p.metadata.labels))
         .collect())
 }
 
@@ -85,8 +66,8 @@ pub async fn get_one(
 }
 
 /// Parses a request body with the same parser as manifests, so HTTP clients get the same
-/// field-path errors as `herd apply`.
-fn parse_pod(body: &[u8], ns: &str, name: Option<&str>) -> Result<Pod, ApiError> {
+/// field-path errors as `herd apply`. Exactly one object.
+pub(super) fn parse_one(body: &[u8]) -> Result<Object, ApiError> {
     if body.len() > MAX_BODY {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -94,8 +75,8 @@ fn parse_pod(body: &[u8], ns: &str, name: Option<&str>) -> Result<Pod, ApiError>
             format!("request body of {} bytes exceeds {MAX_BODY}", body.len()),
         ));
     }
-    let text = std::str::from_utf8(body)
-        .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
     let mut objs = crate::api::manifest::parse(text).map_err(|e| {
         let where_ = if e.path.is_empty() {
             String::new()
@@ -110,7 +91,13 @@ fn parse_pod(body: &[u8], ns: &str, name: Option<&str>) -> Result<Pod, ApiError>
             objs.len()
         )));
     }
-    let Object::Pod(pod) = objs.remove(0);
+    Ok(objs.remove(0))
+}
+
+fn parse_pod(body: &[u8], ns: &str, name: Option<&str>) -> Result<Pod, ApiError> {
+    let Object::Pod(pod) = parse_one(body)? else {
+        return Err(ApiError::bad_request("expected kind Pod at this path"));
+    };
     let mut pod = *pod;
     match pod.metadata.namespace.as_deref() {
         Some(bns) if bns != ns => {
@@ -219,34 +206,10 @@ pub async fn delete(
     let store = st.store.clone();
     let n = name.clone();
     blocking(move || {
-        let Some(pod) = store.get::<Pod>(&ns, &n)? else {
-            return Err(ApiError::not_found("pods", &n));
-        };
-        let node_ready = match pod.spec.node_name.as_deref() {
-            Some(node) => store.get::<Node>("", node)?.is_some_and(|n| n.is_ready()),
-            None => false,
-        };
-        if !node_ready || q.grace_period_seconds == Some(0) {
-            return match store.delete::<Pod>(&ns, &n, Some(&pod.metadata.uid)) {
-                Ok(Some(p)) => Ok(p),
-                Ok(None) => Err(ApiError::not_found("pods", &n)),
-                Err(e) => Err(e.into()),
-            };
+        match delete_pod(&store, &ns, &n, None, q.grace_period_seconds)? {
+            Deleted::Removed(p) | Deleted::Terminating(p) => Ok(p),
+            Deleted::NotFound => Err(ApiError::not_found("pods", &n)),
         }
-        let now = now_rfc3339();
-        let grace = q.grace_period_seconds.unwrap_or(pod.spec.grace_seconds());
-        Ok(store.update::<Pod, StoreError>(&ns, &n, |p| {
-            if p.metadata.deletion_timestamp.is_none() {
-                p.metadata.deletion_timestamp = Some(now.clone());
-            }
-            // A shorter grace may replace a longer one, never the other way (as Kubernetes).
-            let g = p
-                .metadata
-                .deletion_grace_period_seconds
-                .map_or(grace, |old| old.min(grace));
-            p.metadata.deletion_grace_period_seconds = Some(g);
-            Ok(())
-        })?)
     })
     .await
     .map(Json)

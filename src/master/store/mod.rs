@@ -74,6 +74,26 @@ impl Resource for Pod {
     }
 }
 
+macro_rules! namespaced_resource {
+    ($t:ty, $kind:literal) => {
+        impl Resource for $t {
+            const KIND: &'static str = $kind;
+            const NAMESPACED: bool = true;
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+            fn spec_value(&self) -> Value {
+                serde_json::to_value(&self.spec).unwrap_or(Value::Null)
+            }
+        }
+    };
+}
+namespaced_resource!(crate::api::apps::ReplicaSet, "ReplicaSet");
+namespaced_resource!(crate::api::apps::Deployment, "Deployment");
+
 impl Resource for Node {
     const KIND: &'static str = "Node";
     const NAMESPACED: bool = false;

@@ -1,19 +1,24 @@
-//! One container's life on the worker: resolve image, mount rootfs, start, wait, stop,
-//! restart per policy. Decisions come from the pure `restart` module; this is the I/O shell.
+//! One container's life on the worker: resolve image, mount rootfs, start, probe, wait, stop,
+//! restart per policy. Decisions come from the pure `restart` and `probes::machine` modules;
+//! this is the I/O shell.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::containers;
+use super::probes::{self, ContainerChecker, Event};
 use super::restart::{AfterExit, Backoff};
 use crate::api::pod::{ContainerState, StateRunning, StateTerminated, StateWaiting};
+use crate::api::probe::ProbeKind;
 use crate::api::{Container, ContainerStatus, Pod};
 use crate::util::time::now_rfc3339;
 use crate::worker::images::{Image, ImageStore};
-use crate::worker::runtime::{ContainerConfig, Exit, Runtime};
+use crate::worker::runtime::{ContainerConfig, Exit, Runtime, Started};
 
 /// What the pod loop needs to run containers.
 pub struct Env<R: Runtime> {
@@ -154,27 +159,85 @@ pub async fn run<R: Runtime>(
             }
         };
         let run_start = Instant::now();
+        let Started {
+            started_at: started,
+            ..
+        } = started;
         status.state = ContainerState {
             running: Some(StateRunning {
                 started_at: Some(started.clone()),
             }),
             ..Default::default()
         };
-        status.ready = true;
-        status.started = Some(true);
+        // Without probes a running container is started and ready at once, as before.
+        let probe_list = probes::of(&spec);
+        let has = |k: ProbeKind| probe_list.iter().any(|(kind, _)| *kind == k);
+        let (has_startup, has_readiness) = (has(ProbeKind::Startup), has(ProbeKind::Readiness));
+        status.started = Some(!has_startup);
+        status.ready = !has_startup && !has_readiness;
         status.image_id = image.id.clone();
         status.container_id = format!("herd://{id}");
         status.restart_count = backoff.restart_count;
         send(&status, true).await;
 
-        let exit = tokio::select! {
-            e = env.runtime.wait(&id) => e,
-            // Copy the grace out inside the block so no watch guard lives across an await.
-            g = async { stop.wait_for(|s| s.is_some()).await.map(|r| r.unwrap_or(30)).unwrap_or(30) } => {
-                let grace = g.max(0) as u64;
-                terminate(&env, &id, Duration::from_secs(grace)).await
+        // Dropping the set (any way out of this attempt) cancels the prober and its checks.
+        let mut prober = JoinSet::new();
+        let (probe_tx, mut probe_rx) = mpsc::channel::<Event>(8);
+        if !probe_list.is_empty() {
+            let checker = ContainerChecker {
+                runtime: env.runtime.clone(),
+                id: id.clone(),
+                ports: spec.ports.clone(),
+            };
+            prober.spawn(
+                probes::runner::run(Arc::new(checker), probe_list.clone(), probe_tx)
+                    .in_current_span(),
+            );
+        } else {
+            drop(probe_tx);
+        }
+        // Set when a probe kill ends this attempt: the message for `terminated.message`.
+        let mut probe_kill: Option<String> = None;
+        let exited = env.runtime.wait(&id);
+        tokio::pin!(exited);
+        let exit = loop {
+            tokio::select! {
+                e = &mut exited => break e,
+                // Copy the grace out inside the block so no watch guard lives across an await.
+                g = async { stop.wait_for(|s| s.is_some()).await.map(|r| r.unwrap_or(30)).unwrap_or(30) } => {
+                    let grace = g.max(0) as u64;
+                    break terminate(&env, &id, Duration::from_secs(grace)).await;
+                }
+                Some(event) = probe_rx.recv() => match event {
+                    Event::Started => {
+                        status.started = Some(true);
+                        status.ready = !has_readiness;
+                        send(&status, true).await;
+                    }
+                    Event::Ready(ready) => {
+                        status.ready = ready;
+                        send(&status, true).await;
+                    }
+                    Event::Kill { kind, message } => {
+                        tracing::warn!(
+                            container = %spec.name,
+                            %message,
+                            "container failed its {} probe, will be terminated",
+                            kind.field()
+                        );
+                        let grace = probe_list
+                            .iter()
+                            .find(|(k, _)| *k == kind)
+                            .and_then(|(_, p)| p.termination_grace_period_seconds)
+                            .unwrap_or(pod.spec.grace_seconds())
+                            .max(0) as u64;
+                        probe_kill = Some(message);
+                        break terminate(&env, &id, Duration::from_secs(grace)).await;
+                    }
+                },
             }
         };
+        drop(prober);
         cleanup(&env, &id, &dir).await;
         let exit = exit.unwrap_or_else(|e| {
             tracing::warn!(container = %spec.name, error = %e, "lost track of container exit");
@@ -185,7 +248,16 @@ pub async fn run<R: Runtime>(
                 finished_at: now_rfc3339(),
             }
         });
-        let term = terminated(&exit, &started);
+        let mut term = terminated(&exit, &started);
+        // The kubelet restarts a container its probe killed under `OnFailure` even if it
+        // exited 0 on SIGTERM: the kill, not the exit code, is the failure.
+        let policy_code = match &probe_kill {
+            Some(_) if exit.exit_code == 0 => 1,
+            _ => exit.exit_code,
+        };
+        if let Some(message) = probe_kill {
+            term.message = message;
+        }
         status.ready = false;
         status.started = Some(false);
         if stop.borrow().is_some() {
@@ -196,7 +268,7 @@ pub async fn run<R: Runtime>(
             send(&status, false).await;
             return;
         }
-        match backoff.on_exit(policy, exit.exit_code, run_start.elapsed()) {
+        match backoff.on_exit(policy, policy_code, run_start.elapsed()) {
             AfterExit::RestartIn(delay) => {
                 status.last_state = ContainerState {
                     terminated: Some(term),
@@ -261,7 +333,7 @@ async fn start_one<R: Runtime>(
     id: &str,
     dir: &std::path::Path,
     attempt: u32,
-) -> Result<String, String> {
+) -> Result<Started, String> {
     let argv = containers::argv(spec, &image.config).map_err(|e| e.to_string())?;
     let resources = containers::resources(spec).map_err(|e| e.to_string())?;
     let hostname = pod.metadata.name.chars().take(63).collect::<String>();
@@ -299,7 +371,7 @@ async fn start_one<R: Runtime>(
     };
     let started = env.runtime.start(&cfg).await.map_err(|e| e.to_string())?;
     tracing::info!(container = %spec.name, pid = started.pid, "container started");
-    Ok(started.started_at)
+    Ok(started)
 }
 
 /// SIGTERM, the grace period, then SIGKILL; every wait bounded.

@@ -1,8 +1,10 @@
-//! Pod lifecycle on the worker: pure decisions (`restart`, `phase`, `containers`) and the I/O
-//! shell that drives the runtime (`container`, `manager`).
+//! Pod lifecycle on the worker: pure decisions (`restart`, `phase`, `containers`,
+//! `probes::machine`) and the I/O shell that drives the runtime (`container`, `manager`,
+//! `probes::runner`).
 
 pub mod container;
 pub mod containers;
 pub mod manager;
 pub mod phase;
+pub mod probes;
 pub mod restart;

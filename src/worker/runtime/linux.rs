@@ -147,6 +147,43 @@ impl LinuxRuntime {
         }
     }
 
+    /// `herd <subcommand> [--exe-fd N]` for a helper process (`__shim`, `__exec`) that calls
+    /// libcontainer, run from the sealed binary when there is one. The helper gets its own
+    /// session: a Ctrl-C or hangup aimed at the agent never reaches it, and the agent's death
+    /// leaves a shim's container running. Keep the returned fd alive until the child spawned.
+    pub(super) async fn helper_command(
+        &self,
+        subcommand: &str,
+    ) -> (tokio::process::Command, Option<Arc<OwnedFd>>) {
+        let sealed = self.sealed_exe().await;
+        let mut cmd = match &sealed {
+            Some(fd) => tokio::process::Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            None => tokio::process::Command::new(&self.inner.herd_exe),
+        };
+        cmd.arg0("herd").arg(subcommand).current_dir("/");
+        let sealed_raw = sealed.as_ref().map(|fd| fd.as_raw_fd());
+        if let Some(raw) = sealed_raw {
+            cmd.arg("--exe-fd").arg(raw.to_string());
+        }
+        // SAFETY: the closure runs in the forked child before exec and only makes
+        // async-signal-safe calls (setsid, fcntl).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(raw) = sealed_raw {
+                    // Let exactly this child inherit the sealed binary so it can exec it.
+                    if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        (cmd, sealed)
+    }
+
     fn remember(&self, id: &str, bundle: &Path) -> Result<(), RuntimeError> {
         if let Ok(mut map) = self.inner.bundles.lock() {
             map.insert(id.to_owned(), bundle.to_path_buf());
@@ -247,44 +284,15 @@ impl Runtime for LinuxRuntime {
             .open(bundle.join(shim::LOG_FILE))
             .map_err(io_err(id, "opening shim log"))?;
 
-        let sealed = self.sealed_exe().await;
-        let mut cmd = match &sealed {
-            Some(fd) => tokio::process::Command::new(format!("/proc/self/fd/{}", fd.as_raw_fd())),
-            None => tokio::process::Command::new(&self.inner.herd_exe),
-        };
-        cmd.arg0("herd")
-            .arg("__shim")
-            .arg("--bundle")
+        let (mut cmd, _sealed) = self.helper_command("__shim").await;
+        cmd.arg("--bundle")
             .arg(&bundle)
             .arg("--root")
             .arg(&self.inner.state_root)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(shim_log)
-            .current_dir("/")
             .kill_on_drop(false);
-        let sealed_raw = sealed.as_ref().map(|fd| fd.as_raw_fd());
-        if let Some(raw) = sealed_raw {
-            cmd.arg("--exe-fd").arg(raw.to_string());
-        }
-        // SAFETY: the closure runs in the forked child before exec and only makes
-        // async-signal-safe calls (setsid, fcntl).
-        unsafe {
-            cmd.pre_exec(move || {
-                // Own session: a Ctrl-C or hangup aimed at the agent never reaches the shim,
-                // and the agent's death leaves the container running.
-                if libc::setsid() < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some(raw) = sealed_raw {
-                    // Let exactly this child inherit the sealed binary so it can exec it.
-                    if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
         let mut child = cmd.spawn().map_err(io_err(id, "spawning shim"))?;
         let Some(stdout) = child.stdout.take() else {
             let _ = child.start_kill();
@@ -346,6 +354,35 @@ impl Runtime for LinuxRuntime {
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(e) => Err(io_err(id, "signalling container")(e)),
         }
+    }
+
+    async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: Duration,
+    ) -> Result<super::ExecOutput, RuntimeError> {
+        if !valid_id(id) {
+            return Err(err(id, "id must be 1-64 characters of [a-z0-9-]"));
+        }
+        super::exec::run(self, id, argv, timeout).await
+    }
+
+    fn net_namespace(&self, id: &str) -> Result<OwnedFd, RuntimeError> {
+        let bundle = self
+            .bundle_dir(id)
+            .ok_or_else(|| RuntimeError::NotFound { id: id.to_owned() })?;
+        let not_running = || err(id, "not running");
+        let pidfd = Self::init_pidfd(&bundle).ok_or_else(not_running)?;
+        let st: ShimState = read_json(&bundle.join(shim::STATE_FILE)).ok_or_else(not_running)?;
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", st.pid))
+            .map_err(io_err(id, "opening network namespace"))?;
+        // The pid could have been recycled between the pidfd check and the open; the init
+        // still being alive after the open proves the namespace is the container's.
+        if sys::pidfd_exited(&pidfd) {
+            return Err(not_running());
+        }
+        Ok(OwnedFd::from(ns))
     }
 
     async fn remove(&self, id: &str) -> Result<(), RuntimeError> {

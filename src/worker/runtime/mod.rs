@@ -3,17 +3,20 @@
 //! without blocking waits, logs captured size-capped in CRI format.
 //!
 //! Layout: [`bundle`] (pure OCI spec generation), [`shim`] (the per-container process that
-//! calls libcontainer), [`linux`] ([`LinuxRuntime`], the agent side), [`logs`] (CRI log
+//! calls libcontainer), [`exec`] (the one-shot `herd __exec` helper that runs a command inside
+//! a running container), [`linux`] ([`LinuxRuntime`], the agent side), [`logs`] (CRI log
 //! writing and reading), [`cgroups`] (finding/removing cgroup dirs on v1 and v2), [`sys`]
 //! (pidfd and sealed-memfd syscalls).
 
 pub mod bundle;
 pub mod cgroups;
+pub mod exec;
 pub mod linux;
 pub mod logs;
 pub mod shim;
 pub mod sys;
 
+pub use exec::ExecOutput;
 pub use linux::LinuxRuntime;
 
 use std::path::PathBuf;
@@ -108,4 +111,15 @@ pub trait Runtime: Send + Sync + 'static {
         &self,
         id: &str,
     ) -> impl std::future::Future<Output = Result<(), RuntimeError>> + Send;
+    /// Runs `argv` inside the running container (its namespaces, cgroup and user), killing it
+    /// after `timeout`. A command that cannot be executed is an `ExecOutput` with exit code
+    /// 126, like a shell's; an error means the runtime could not try.
+    fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        timeout: std::time::Duration,
+    ) -> impl std::future::Future<Output = Result<ExecOutput, RuntimeError>> + Send;
+    /// An fd of the running container's network namespace, for connecting from inside it.
+    fn net_namespace(&self, id: &str) -> Result<std::os::fd::OwnedFd, RuntimeError>;
 }

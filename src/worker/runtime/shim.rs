@@ -2,7 +2,8 @@
 //!
 //! One shim per container, single-threaded, started by the agent in its own session. It runs
 //! from a sealed in-memory copy of the binary (CVE-2019-5736), writes the OCI bundle, creates
-//! and starts the container with libcontainer (whose init becomes the shim's child), reports
+//! and starts the container with libcontainer (whose init becomes the shim's child; between the
+//! two, a short-lived thread sets loopback up in the container's network namespace), reports
 //! `{"ok":{"pid":…,"started_at":…}}` or `{"error":"…"}` as one line on stdout, then copies the
 //! container's stdout/stderr into the CRI log until the init exits. It then records the exit in
 //! `exit.json`, deletes the libcontainer container (state dir and cgroup) and exits 0.
@@ -257,6 +258,14 @@ fn create_and_start(cfg: &ContainerConfig, root: &Path) -> Result<Running, Strin
             return Err(format!("pidfd_open {pid}: {e}"));
         }
     };
+    // The init waits for `start`, so nothing in the container runs before loopback is up.
+    // Not fatal: a container that never uses 127.0.0.1 runs fine without it.
+    if let Err(e) = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+        .and_then(|ns| sys::run_in_netns(&OwnedFd::from(ns), sys::loopback_up))
+        .and_then(|r| r)
+    {
+        eprintln!("container {}: bringing loopback up: {e}", cfg.id);
+    }
     if let Err(e) = container.start() {
         let _ = sys::pidfd_send_signal(&pidfd, libc::SIGKILL);
         let _ = sys::waitid_pidfd(&pidfd, true);

@@ -1,5 +1,6 @@
 //! Thin wrappers over the Linux calls the runtime needs that nix 0.29 lacks or that must stay
-//! allocation-free: pidfds, `waitid` on a pidfd, and sealed memfd copies of the herd binary.
+//! allocation-free: pidfds, `waitid` on a pidfd, sealed memfd copies of the herd binary, and
+//! work inside a container's network namespace.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -171,6 +172,69 @@ pub fn reexec_sealed(argv: &[String]) -> io::Error {
     // is the process environment. An ELF binary runs fine from a CLOEXEC fd.
     unsafe { libc::fexecve(memfd.as_raw_fd(), ptrs.as_ptr(), environ) };
     io::Error::last_os_error()
+}
+
+/// True once the process behind `pidfd` has exited (its pidfd polls readable).
+pub fn pidfd_exited(pidfd: &OwnedFd) -> bool {
+    let mut p = libc::pollfd {
+        fd: pidfd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents != 0
+}
+
+/// Runs `f` on a fresh thread that has joined the network namespace `netns` (an fd of a
+/// `/proc/<pid>/ns/net` file) and returns its result. `setns` only moves the calling thread,
+/// and that thread ends with `f`, so no other thread of this process (tokio's workers, the
+/// shim's main thread) ever changes namespace.
+pub fn run_in_netns<T: Send>(netns: &OwnedFd, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    let fd = netns.as_raw_fd();
+    std::thread::scope(|scope| {
+        let worker = std::thread::Builder::new()
+            .name("herd-netns".into())
+            .spawn_scoped(scope, move || {
+                // SAFETY: setns on an fd the caller keeps open for the duration of the scope.
+                if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(f())
+            })?;
+        worker
+            .join()
+            .map_err(|_| io::Error::other("network namespace thread panicked"))?
+    })
+}
+
+/// Sets `lo` up in the current thread's network namespace (`SIOCSIFFLAGS`): a new namespace
+/// starts with loopback down, and without it nothing in the container, nor a probe, can
+/// reach 127.0.0.1.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain socket(2); the fd is owned right below.
+    let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if sock < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd from the kernel, owned by nobody else.
+    let sock = unsafe { OwnedFd::from_raw_fd(sock) };
+    // SAFETY: ifreq is plain data; zeroed is valid, and "lo" fits ifr_name with its NUL.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills ifr_flags of the ifreq we pass.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: ifr_ifru is a union; the flags member is what SIOCGIFFLAGS just filled.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS reads the ifreq we pass.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,200 @@
+//! `apps/v1` ReplicaSets and Deployments: the same CRUD shape for both, generic over the kind.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use super::{blocking, ApiError, AppState};
+use crate::api::apps::{Deployment, ReplicaSet};
+use crate::api::selector::LabelSelector;
+use crate::api::{List, ObjectMeta, Object};
+use crate::master::store::Resource;
+use crate::util::time::now_rfc3339;
+
+/// What differs between the workload kinds at the API.
+pub trait Workload: Resource + serde::Serialize {
+    /// URL plural, e.g. `deployments`.
+    const PLURAL: &'static str;
+    fn from_object(o: Object) -> Option<Self>;
+    /// Copies what a user may change (spec, labels, annotations) from `new`.
+    fn take_user_fields(&mut self, new: &Self);
+    /// Status is server-owned: a create starts from none.
+    fn clear_status(&mut self);
+    fn labels(&self) -> &std::collections::BTreeMap<String, String> {
+        &self.meta().labels
+    }
+}
+
+impl Workload for Deployment {
+    const PLURAL: &'static str = "deployments";
+    fn from_object(o: Object) -> Option<Self> {
+        match o {
+            Object::Deployment(d) => Some(*d),
+            _ => None,
+        }
+    }
+    fn take_user_fields(&mut self, new: &Self) {
+        self.spec = new.spec.clone();
+        self.metadata.labels = new.metadata.labels.clone();
+        self.metadata.annotations = merge_annotations(&self.metadata, &new.metadata);
+    }
+    fn clear_status(&mut self) {
+        self.status = Default::default();
+    }
+}
+
+impl Workload for ReplicaSet {
+    const PLURAL: &'static str = "replicasets";
+    fn from_object(o: Object) -> Option<Self> {
+        match o {
+            Object::ReplicaSet(r) => Some(*r),
+            _ => None,
+        }
+    }
+    fn take_user_fields(&mut self, new: &Self) {
+        self.spec = new.spec.clone();
+        self.metadata.labels = new.metadata.labels.clone();
+        self.metadata.annotations = merge_annotations(&self.metadata, &new.metadata);
+    }
+    fn clear_status(&mut self) {
+        self.status = Default::default();
+    }
+}
+
+/// The user's annotations, keeping the controller-owned revision annotation.
+fn merge_annotations(
+    old: &ObjectMeta,
+    new: &ObjectMeta,
+) -> std::collections::BTreeMap<String, String> {
+    let mut a = new.annotations.clone();
+    let key = crate::api::apps::REVISION_ANNOTATION;
+    if let Some(v) = old.annotations.get(key) {
+        a.insert(key.to_string(), v.clone());
+    }
+    a
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ListQuery {
+    label_selector: Option<String>,
+}
+
+pub fn selector(q: Option<&str>) -> Result<LabelSelector, ApiError> {
+    match q {
+        None => Ok(LabelSelector::default()),
+        Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("labelSelector: {e}"))),
+    }
+}
+
+fn list_of<T: Workload>(items: Vec<T>) -> Json<List<T>> {
+    let mut l = List::new(items);
+    l.kind = format!("{}List", T::KIND);
+    l.api_version = "apps/v1".into();
+    Json(l)
+}
+
+pub async fn list_all<T: Workload>(
+    State(st): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<List<T>>, ApiError> {
+    let sel = selector(q.label_selector.as_deref())?;
+    let store = st.store.clone();
+    let items = blocking(move || Ok(store.list::<T>(None)?)).await?;
+    Ok(list_of(items.into_iter().filter(|o| sel.matches(o.labels())).collect()))
+}
+
+pub async fn list_ns<T: Workload>(
+    State(st): State<AppState>,
+    Path(ns): Path<String>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<List<T>>, ApiError> {
+    let sel = selector(q.label_selector.as_deref())?;
+    let store = st.store.clone();
+    let items = blocking(move || Ok(store.list::<T>(Some(&ns))?)).await?;
+    Ok(list_of(items.into_iter().filter(|o| sel.matches(o.labels())).collect()))
+}
+
+pub async fn get_one<T: Workload>(
+    State(st): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<T>, ApiError> {
+    let store = st.store.clone();
+    let n = name.clone();
+    blocking(move || Ok(store.get::<T>(&ns, &n)?))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(&format!("{}.apps", T::PLURAL), &name))
+}
+
+fn parse<T: Workload>(body: &[u8], ns: &str, name: Option<&str>) -> Result<T, ApiError> {
+    let obj = super::pods::parse_one(body)?;
+    let kind = obj.kind();
+    let mut o = T::from_object(obj).ok_or_else(|| {
+        ApiError::bad_request(format!("expected kind {} at this path, got {kind}", T::KIND))
+    })?;
+    let m = o.meta_mut();
+    match m.namespace.as_deref() {
+        Some(bns) if bns != ns => {
+            return Err(ApiError::bad_request(format!(
+                "metadata.namespace: {bns:?} does not match the request namespace {ns:?}"
+            )))
+        }
+        _ => m.namespace = Some(ns.to_string()),
+    }
+    if let Some(name) = name {
+        if m.name != name {
+            return Err(ApiError::bad_request(format!(
+                "metadata.name: {:?} does not match the name in the URL {name:?}",
+                m.name
+            )));
+        }
+    }
+    Ok(o)
+}
+
+pub async fn create<T: Workload>(
+    State(st): State<AppState>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<T>), ApiError> {
+    crate::api::validate::validate_dns1123_label(&ns)
+        .map_err(|e| ApiError::bad_request(format!("namespace: {e}")))?;
+    let mut fresh: T = parse(&body, &ns, None)?;
+    fresh.clear_status();
+    let store = st.store.clone();
+    let created = blocking(move || Ok(store.create(fresh, &now_rfc3339())?)).await?;
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+pub async fn replace<T: Workload>(
+    State(st): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<T>, ApiError> {
+    let new: T = parse(&body, &ns, Some(&name))?;
+    let store = st.store.clone();
+    let updated = blocking(move || {
+        store.update::<T, ApiError>(&ns, &name, |cur| {
+            cur.take_user_fields(&new);
+            Ok(())
+        })
+    })
+    .await?;
+    Ok(Json(updated))
+}
+
+/// Deletes the object; what it owns is garbage-collected in the background by owner uid.
+pub async fn delete<T: Workload>(
+    State(st): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Json<T>, ApiError> {
+    let store = st.store.clone();
+    let n = name.clone();
+    blocking(move || Ok(store.delete::<T>(&ns, &n, None)?))
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(&format!("{}.apps", T::PLURAL), &name))
+}

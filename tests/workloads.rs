@@ -1,0 +1,214 @@
+//! Deployments on real workers: spreading, replacement after a worker dies, stale containers
+//! stopped when it returns, rolling updates gated by readiness, rollback, drain.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+
+fn deployment(name: &str, replicas: u32, image: &str, extra_container: &str, strategy: &str) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: {name}
+{strategy}  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: {image}
+        command: [\"sh\", \"-c\", \"touch /tmp/ready; exec sleep 600\"]
+{extra_container}"
+    )
+}
+
+fn pods_of(c: &Cluster, app: &str) -> Vec<serde_json::Value> {
+    c.get_json(&["get", "pods", "-l", &format!("app={app}")])
+        .and_then(|l| l["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn is_ready(p: &serde_json::Value) -> bool {
+    p["metadata"]["deletionTimestamp"].is_null()
+        && p["status"]["conditions"]
+            .as_array()
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+fn ready_by_node(c: &Cluster, app: &str) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for p in pods_of(c, app).iter().filter(|p| is_ready(p)) {
+        *m.entry(p["spec"]["nodeName"].as_str().unwrap_or("").to_string()).or_default() += 1;
+    }
+    m
+}
+
+fn shim_pids_for(c: &Cluster, worker: usize) -> Vec<i32> {
+    let dir = c.workers[worker].data_dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd);
+            cmd.contains("__shim") && cmd.contains(&dir)
+        })
+        .collect()
+}
+
+#[test]
+fn six_replicas_spread_two_per_node_and_are_replaced_when_a_worker_dies() {
+    let mut c = Cluster::start(&[&[], &[], &[]]);
+    c.wait_nodes_ready();
+    let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(&deployment("web", 6, "busybox", "", "")));
+    assert!(ok, "{out} {err}");
+    let spread = c.wait("6 ready replicas", Duration::from_secs(90), || {
+        let m = ready_by_node(&c, "web");
+        (m.values().sum::<usize>() == 6).then_some(m)
+    });
+    assert_eq!(spread.values().copied().collect::<Vec<_>>(), [2, 2, 2], "{spread:?}");
+
+    let w1_shims = shim_pids_for(&c, 0);
+    assert_eq!(w1_shims.len(), 2, "w1 runs two containers");
+    {
+        let w = c.worker("w1");
+        let _ = w.child.kill();
+        let _ = w.child.wait();
+    }
+    let killed = Instant::now();
+    let m = c.wait("6 ready replicas without w1", Duration::from_secs(60), || {
+        let m = ready_by_node(&c, "web");
+        (m.values().sum::<usize>() == 6 && !m.contains_key("w1")).then_some(m)
+    });
+    eprintln!("worker kill -> all 6 replicas Ready again: {:?} ({m:?})", killed.elapsed());
+    // The killed agent's containers are still running (nobody stopped them) ...
+    assert!(w1_shims.iter().all(|p| std::path::Path::new(&format!("/proc/{p}")).exists()));
+    // ... until the worker comes back and finds them stale.
+    c.restart_worker("w1");
+    c.wait_nodes_ready();
+    c.wait("stale containers on w1 stopped", Duration::from_secs(30), || {
+        w1_shims
+            .iter()
+            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            .then_some(())
+    });
+    assert_eq!(ready_by_node(&c, "web").values().sum::<usize>(), 6);
+    let (ok, out, err) = c.herd(&["delete", "deploy", "web"], None);
+    assert!(ok, "{out} {err}");
+    c.wait("pods garbage-collected", Duration::from_secs(60), || {
+        pods_of(&c, "web").is_empty().then_some(())
+    });
+}
+
+#[test]
+fn a_rolling_update_keeps_enough_ready_replicas_and_undo_returns_to_the_old_image() {
+    let c = Cluster::start(&[&[], &[]]);
+    c.wait_nodes_ready();
+    // A second tag of the same image stands in for "image B".
+    for w in &c.workers {
+        let out = std::process::Command::new(common::HERD)
+            .args(["image", "import"])
+            .arg(&c.image)
+            .args(["--tag", "busybox:b", "--data-dir"])
+            .arg(&w.data_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let probe = "        readinessProbe:
+          exec:
+            command: [\"test\", \"-f\", \"/tmp/ready\"]
+          periodSeconds: 1
+";
+    let strategy = "  strategy:
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 1
+";
+    let manifest = |image: &str| deployment("roll", 4, image, probe, strategy);
+    assert!(c.herd(&["apply", "-f", "-"], Some(&manifest("busybox"))).0);
+    c.wait("4 ready", Duration::from_secs(90), || {
+        (pods_of(&c, "roll").iter().filter(|p| is_ready(p)).count() == 4).then_some(())
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let min_seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(usize::MAX));
+    let watcher = {
+        let (stop, min_seen) = (stop.clone(), min_seen.clone());
+        let config = c.config();
+        std::thread::spawn(move || {
+            let mut samples = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && samples < 3000 {
+                let out = std::process::Command::new(common::HERD)
+                    .arg("--config")
+                    .arg(&config)
+                    .args(["get", "pods", "-l", "app=roll", "-o", "json"])
+                    .output();
+                if let Ok(out) = out {
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+                        let n = v["items"].as_array().map_or(0, |a| a.iter().filter(|p| is_ready(p)).count());
+                        min_seen.fetch_min(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                }
+                samples += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })
+    };
+    let (ok, out, err) = c.herd(&["set", "image", "deploy/roll", "main=busybox:b"], None);
+    assert!(ok, "{out} {err}");
+    let (ok, out, err) = c.herd(&["rollout", "status", "deploy/roll", "--timeout", "120s"], None);
+    assert!(ok, "rollout status: {out} {err}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = watcher.join();
+    let min = min_seen.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(min >= 3, "saw only {min} ready pods during the rollout (replicas 4, maxUnavailable 1)");
+    let images: Vec<String> = pods_of(&c, "roll")
+        .iter()
+        .filter(|p| is_ready(p))
+        .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert!(images.iter().all(|i| i == "busybox:b"), "{images:?}");
+
+    let (ok, out, err) = c.herd(&["rollout", "undo", "deploy/roll"], None);
+    assert!(ok, "undo: {out} {err}");
+    let (ok, out, err) = c.herd(&["rollout", "status", "deploy/roll", "--timeout", "120s"], None);
+    assert!(ok, "rollout status after undo: {out} {err}");
+    let d = c.get_json(&["get", "deploy", "roll"]).unwrap();
+    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
+    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    assert!(c.herd(&["delete", "deploy", "roll"], None).0);
+}
+
+#[test]
+fn drain_moves_pods_away_and_leaves_the_node_unschedulable() {
+    let c = Cluster::start(&[&[], &[]]);
+    c.wait_nodes_ready();
+    assert!(c.herd(&["apply", "-f", "-"], Some(&deployment("d", 4, "busybox", "", ""))).0);
+    c.wait("4 ready", Duration::from_secs(90), || {
+        (ready_by_node(&c, "d").values().sum::<usize>() == 4).then_some(())
+    });
+    let (ok, out, err) = c.herd(&["drain", "w1", "--timeout", "120s"], None);
+    assert!(ok, "drain: {out} {err}");
+    let m = c.wait("4 ready on w2", Duration::from_secs(60), || {
+        let m = ready_by_node(&c, "d");
+        (m.get("w2") == Some(&4)).then_some(m)
+    });
+    assert!(!m.contains_key("w1"));
+    let n = c.get_json(&["get", "node", "w1"]).unwrap();
+    assert_eq!(n["spec"]["unschedulable"], true);
+    let (ok, _, _) = c.herd(&["uncordon", "w1"], None);
+    assert!(ok);
+    assert!(c.herd(&["delete", "deploy", "d"], None).0);
+}
