@@ -138,7 +138,7 @@ fn template(rng: &mut Rng, owner: usize) -> Pod {
     let app = format!("app-{owner:03}");
     let uid = format!("uid-{owner:03}");
     let mut required = Vec::new();
-    if owner % 2 == 0 {
+    if owner.is_multiple_of(2) {
         let first = rng.below(ZONES as u64) as usize;
         let zones: Vec<String> = (0..4)
             .map(|k| format!("zone-{}", (first + k * 2) % ZONES))
@@ -190,7 +190,7 @@ fn template(rng: &mut Rng, owner: usize) -> Pod {
         }),
         _ => None,
     };
-    let tolerations = if owner % 5 == 0 {
+    let tolerations = if owner.is_multiple_of(5) {
         vec![Toleration {
             key: "dedicated".into(),
             operator: TolerationOperator::Equal,
@@ -201,7 +201,7 @@ fn template(rng: &mut Rng, owner: usize) -> Pod {
     } else {
         Vec::new()
     };
-    let when = if owner % 3 == 0 {
+    let when = if owner.is_multiple_of(3) {
         WhenUnsatisfiable::ScheduleAnyway
     } else {
         WhenUnsatisfiable::DoNotSchedule
@@ -282,7 +282,7 @@ fn pass(nodes: &[Node], pods: &[Pod], platforms: &[String]) -> (Snapshot, Durati
 }
 
 fn main() {
-    let mut rng = Rng(0x5eed_0f_4e7d);
+    let mut rng = Rng(0x5eed_f00d_4e7d);
     let nodes = nodes(&mut rng);
     let pods = pods(&mut rng);
     let platforms = vec!["linux/arm64".to_string(), "linux/arm/v7".to_string()];

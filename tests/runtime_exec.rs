@@ -97,6 +97,26 @@ async fn exec_runs_inside_the_container_as_its_user_with_a_timeout() {
     assert_eq!(out.exit_code, 126, "{out:?}");
     assert!(out.output.contains("exec failed"), "{out:?}");
 
+    // Concurrent execs (liveness and readiness at once) all work and leave nothing behind.
+    let rt = &fx.rt;
+    let many = (0..4).map(|i| {
+        let cmd = argv(&["sh", "-c", &format!("exit {i}")]);
+        async move { rt.exec(id, &cmd, sec).await }
+    });
+    let codes: Vec<i32> = futures_util::future::join_all(many)
+        .await
+        .into_iter()
+        .map(|r| r.expect("exec").exit_code)
+        .collect();
+    assert_eq!(codes, [0, 1, 2, 3]);
+    let leftovers: Vec<String> = std::fs::read_dir(fx.rt.state_root().join(id))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("tenant-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
     assert!(fx
         .rt
         .exec("nope-nope", &argv(&["true"]), sec)

@@ -8,7 +8,13 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 
-fn deployment(name: &str, replicas: u32, image: &str, extra_container: &str, strategy: &str) -> String {
+fn deployment(
+    name: &str,
+    replicas: u32,
+    image: &str,
+    extra_container: &str,
+    strategy: &str,
+) -> String {
     format!(
         "apiVersion: apps/v1
 kind: Deployment
@@ -41,15 +47,17 @@ fn pods_of(c: &Cluster, app: &str) -> Vec<serde_json::Value> {
 
 fn is_ready(p: &serde_json::Value) -> bool {
     p["metadata"]["deletionTimestamp"].is_null()
-        && p["status"]["conditions"]
-            .as_array()
-            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        && p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 fn ready_by_node(c: &Cluster, app: &str) -> BTreeMap<String, usize> {
     let mut m = BTreeMap::new();
     for p in pods_of(c, app).iter().filter(|p| is_ready(p)) {
-        *m.entry(p["spec"]["nodeName"].as_str().unwrap_or("").to_string()).or_default() += 1;
+        *m.entry(p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
+            .or_default() += 1;
     }
     m
 }
@@ -72,13 +80,20 @@ fn shim_pids_for(c: &Cluster, worker: usize) -> Vec<i32> {
 fn six_replicas_spread_two_per_node_and_are_replaced_when_a_worker_dies() {
     let mut c = Cluster::start(&[&[], &[], &[]]);
     c.wait_nodes_ready();
-    let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(&deployment("web", 6, "busybox", "", "")));
+    let (ok, out, err) = c.herd(
+        &["apply", "-f", "-"],
+        Some(&deployment("web", 6, "busybox", "", "")),
+    );
     assert!(ok, "{out} {err}");
     let spread = c.wait("6 ready replicas", Duration::from_secs(90), || {
         let m = ready_by_node(&c, "web");
         (m.values().sum::<usize>() == 6).then_some(m)
     });
-    assert_eq!(spread.values().copied().collect::<Vec<_>>(), [2, 2, 2], "{spread:?}");
+    assert_eq!(
+        spread.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2],
+        "{spread:?}"
+    );
 
     let w1_shims = shim_pids_for(&c, 0);
     assert_eq!(w1_shims.len(), 2, "w1 runs two containers");
@@ -88,22 +103,35 @@ fn six_replicas_spread_two_per_node_and_are_replaced_when_a_worker_dies() {
         let _ = w.child.wait();
     }
     let killed = Instant::now();
-    let m = c.wait("6 ready replicas without w1", Duration::from_secs(60), || {
-        let m = ready_by_node(&c, "web");
-        (m.values().sum::<usize>() == 6 && !m.contains_key("w1")).then_some(m)
-    });
-    eprintln!("worker kill -> all 6 replicas Ready again: {:?} ({m:?})", killed.elapsed());
+    let m = c.wait(
+        "6 ready replicas without w1",
+        Duration::from_secs(60),
+        || {
+            let m = ready_by_node(&c, "web");
+            (m.values().sum::<usize>() == 6 && !m.contains_key("w1")).then_some(m)
+        },
+    );
+    eprintln!(
+        "worker kill -> all 6 replicas Ready again: {:?} ({m:?})",
+        killed.elapsed()
+    );
     // The killed agent's containers are still running (nobody stopped them) ...
-    assert!(w1_shims.iter().all(|p| std::path::Path::new(&format!("/proc/{p}")).exists()));
+    assert!(w1_shims
+        .iter()
+        .all(|p| std::path::Path::new(&format!("/proc/{p}")).exists()));
     // ... until the worker comes back and finds them stale.
     c.restart_worker("w1");
     c.wait_nodes_ready();
-    c.wait("stale containers on w1 stopped", Duration::from_secs(30), || {
-        w1_shims
-            .iter()
-            .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
-            .then_some(())
-    });
+    c.wait(
+        "stale containers on w1 stopped",
+        Duration::from_secs(30),
+        || {
+            w1_shims
+                .iter()
+                .all(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+                .then_some(())
+        },
+    );
     assert_eq!(ready_by_node(&c, "web").values().sum::<usize>(), 6);
     let (ok, out, err) = c.herd(&["delete", "deploy", "web"], None);
     assert!(ok, "{out} {err}");
@@ -157,7 +185,26 @@ fn a_rolling_update_keeps_enough_ready_replicas_and_undo_returns_to_the_old_imag
                     .output();
                 if let Ok(out) = out {
                     if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
-                        let n = v["items"].as_array().map_or(0, |a| a.iter().filter(|p| is_ready(p)).count());
+                        let n = v["items"]
+                            .as_array()
+                            .map_or(0, |a| a.iter().filter(|p| is_ready(p)).count());
+                        if n < 3 {
+                            let desc: Vec<String> = v["items"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|p| {
+                                    format!(
+                                        "{}:{}:{}:{}",
+                                        p["metadata"]["name"],
+                                        p["status"]["phase"],
+                                        is_ready(p),
+                                        p["metadata"]["deletionTimestamp"]
+                                    )
+                                })
+                                .collect();
+                            eprintln!("only {n} ready: {desc:?}");
+                        }
                         min_seen.fetch_min(n, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
@@ -168,26 +215,46 @@ fn a_rolling_update_keeps_enough_ready_replicas_and_undo_returns_to_the_old_imag
     };
     let (ok, out, err) = c.herd(&["set", "image", "deploy/roll", "main=busybox:b"], None);
     assert!(ok, "{out} {err}");
-    let (ok, out, err) = c.herd(&["rollout", "status", "deploy/roll", "--timeout", "120s"], None);
+    let (ok, out, err) = c.herd(
+        &["rollout", "status", "deploy/roll", "--timeout", "120s"],
+        None,
+    );
     assert!(ok, "rollout status: {out} {err}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let _ = watcher.join();
     let min = min_seen.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(min >= 3, "saw only {min} ready pods during the rollout (replicas 4, maxUnavailable 1)");
+    assert!(
+        min >= 3,
+        "saw only {min} ready pods during the rollout (replicas 4, maxUnavailable 1)"
+    );
     let images: Vec<String> = pods_of(&c, "roll")
         .iter()
         .filter(|p| is_ready(p))
-        .map(|p| p["spec"]["containers"][0]["image"].as_str().unwrap_or("").to_string())
+        .map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
         .collect();
     assert!(images.iter().all(|i| i == "busybox:b"), "{images:?}");
 
     let (ok, out, err) = c.herd(&["rollout", "undo", "deploy/roll"], None);
     assert!(ok, "undo: {out} {err}");
-    let (ok, out, err) = c.herd(&["rollout", "status", "deploy/roll", "--timeout", "120s"], None);
+    let (ok, out, err) = c.herd(
+        &["rollout", "status", "deploy/roll", "--timeout", "120s"],
+        None,
+    );
     assert!(ok, "rollout status after undo: {out} {err}");
     let d = c.get_json(&["get", "deploy", "roll"]).unwrap();
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "busybox");
-    assert_eq!(d["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "3");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "busybox"
+    );
+    assert_eq!(
+        d["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "3"
+    );
     assert!(c.herd(&["delete", "deploy", "roll"], None).0);
 }
 
@@ -195,7 +262,13 @@ fn a_rolling_update_keeps_enough_ready_replicas_and_undo_returns_to_the_old_imag
 fn drain_moves_pods_away_and_leaves_the_node_unschedulable() {
     let c = Cluster::start(&[&[], &[]]);
     c.wait_nodes_ready();
-    assert!(c.herd(&["apply", "-f", "-"], Some(&deployment("d", 4, "busybox", "", ""))).0);
+    assert!(
+        c.herd(
+            &["apply", "-f", "-"],
+            Some(&deployment("d", 4, "busybox", "", ""))
+        )
+        .0
+    );
     c.wait("4 ready", Duration::from_secs(90), || {
         (ready_by_node(&c, "d").values().sum::<usize>() == 4).then_some(())
     });

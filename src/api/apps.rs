@@ -191,7 +191,11 @@ pub fn surge_and_unavailable(spec: &DeploymentSpec) -> Result<(i32, i32), String
     let quarter = IntOrString::String("25%".into());
     let n = spec.replicas();
     let surge = ru.max_surge.as_ref().unwrap_or(&quarter).resolve(n, true)?;
-    let mut unavailable = ru.max_unavailable.as_ref().unwrap_or(&quarter).resolve(n, false)?;
+    let mut unavailable = ru
+        .max_unavailable
+        .as_ref()
+        .unwrap_or(&quarter)
+        .resolve(n, false)?;
     if surge == 0 && unavailable == 0 {
         unavailable = 1;
     }
@@ -235,7 +239,9 @@ mod tests {
         assert_eq!(p.resolve(10, false), Ok(2));
         assert_eq!(IntOrString::Int(2).resolve(10, true), Ok(2));
         assert!(IntOrString::String("x%".into()).resolve(10, true).is_err());
-        assert!(IntOrString::String("150%".into()).resolve(10, true).is_err());
+        assert!(IntOrString::String("150%".into())
+            .resolve(10, true)
+            .is_err());
         assert!(IntOrString::Int(-1).resolve(10, true).is_err());
     }
 

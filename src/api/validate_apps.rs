@@ -41,7 +41,11 @@ fn common(
         add(errs, "spec.replicas", "must be greater than or equal to 0");
     }
     if selector.is_empty() {
-        add(errs, "spec.selector", "is required (matchLabels or matchExpressions)");
+        add(
+            errs,
+            "spec.selector",
+            "is required (matchLabels or matchExpressions)",
+        );
     } else if !selector.matches(&template.metadata.labels) {
         add(
             errs,
@@ -62,7 +66,11 @@ fn common(
         spec: template.spec.clone(),
         ..Default::default()
     };
-    pod.metadata.name = if meta.name.is_empty() { "x".into() } else { meta.name.clone() };
+    pod.metadata.name = if meta.name.is_empty() {
+        "x".into()
+    } else {
+        meta.name.clone()
+    };
     pod.metadata.namespace = None;
     if let Err(e) = validate_pod(&pod) {
         for fe in e.errors {
@@ -87,9 +95,19 @@ fn done(errs: Vec<FieldError>) -> Result<(), ValidationError> {
 
 pub fn validate_replicaset(rs: &ReplicaSet) -> Result<(), ValidationError> {
     let mut errs = Vec::new();
-    common(&mut errs, &rs.metadata, rs.spec.replicas, &rs.spec.selector, &rs.spec.template);
+    common(
+        &mut errs,
+        &rs.metadata,
+        rs.spec.replicas,
+        &rs.spec.selector,
+        &rs.spec.template,
+    );
     if rs.spec.min_ready_seconds < 0 {
-        add(&mut errs, "spec.minReadySeconds", "must be greater than or equal to 0");
+        add(
+            &mut errs,
+            "spec.minReadySeconds",
+            "must be greater than or equal to 0",
+        );
     }
     done(errs)
 }
@@ -99,10 +117,18 @@ pub fn validate_deployment(d: &Deployment) -> Result<(), ValidationError> {
     let s = &d.spec;
     common(&mut errs, &d.metadata, s.replicas, &s.selector, &s.template);
     if s.min_ready_seconds < 0 {
-        add(&mut errs, "spec.minReadySeconds", "must be greater than or equal to 0");
+        add(
+            &mut errs,
+            "spec.minReadySeconds",
+            "must be greater than or equal to 0",
+        );
     }
     if s.revision_history_limit.is_some_and(|r| r < 0) {
-        add(&mut errs, "spec.revisionHistoryLimit", "must be greater than or equal to 0");
+        add(
+            &mut errs,
+            "spec.revisionHistoryLimit",
+            "must be greater than or equal to 0",
+        );
     }
     if let Some(p) = s.progress_deadline_seconds {
         if p <= s.min_ready_seconds {
@@ -121,13 +147,25 @@ pub fn validate_deployment(d: &Deployment) -> Result<(), ValidationError> {
         ),
         (StrategyType::RollingUpdate, Some(ru)) => {
             let n = s.replicas();
-            let surge = ru.max_surge.as_ref().map(|v| v.resolve(n, true)).transpose();
-            let unav = ru.max_unavailable.as_ref().map(|v| v.resolve(n, false)).transpose();
+            let surge = ru
+                .max_surge
+                .as_ref()
+                .map(|v| v.resolve(n, true))
+                .transpose();
+            let unav = ru
+                .max_unavailable
+                .as_ref()
+                .map(|v| v.resolve(n, false))
+                .transpose();
             if let Err(m) = &surge {
                 add(&mut errs, "spec.strategy.rollingUpdate.maxSurge", m.clone());
             }
             if let Err(m) = &unav {
-                add(&mut errs, "spec.strategy.rollingUpdate.maxUnavailable", m.clone());
+                add(
+                    &mut errs,
+                    "spec.strategy.rollingUpdate.maxUnavailable",
+                    m.clone(),
+                );
             }
             let zero = |v: &Option<super::apps::IntOrString>| {
                 matches!(v, Some(super::apps::IntOrString::Int(0)))
@@ -155,8 +193,15 @@ mod tests {
     fn deploy() -> Deployment {
         let mut d = Deployment::default();
         d.metadata.name = "web".into();
-        d.spec.selector.match_labels.insert("app".into(), "web".into());
-        d.spec.template.metadata.labels.insert("app".into(), "web".into());
+        d.spec
+            .selector
+            .match_labels
+            .insert("app".into(), "web".into());
+        d.spec
+            .template
+            .metadata
+            .labels
+            .insert("app".into(), "web".into());
         d.spec.template.spec.containers.push(Container {
             name: "main".into(),
             image: "busybox".into(),

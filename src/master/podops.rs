@@ -40,7 +40,11 @@ pub fn delete_pod(
     let terminal = matches!(
         pod.status.phase,
         crate::api::PodPhase::Succeeded | crate::api::PodPhase::Failed
-    ) && pod.status.container_statuses.iter().all(|c| c.state.running.is_none());
+    ) && pod
+        .status
+        .container_statuses
+        .iter()
+        .all(|c| c.state.running.is_none());
     if !node_ready || grace == Some(0) || (terminal && pod.spec.node_name.is_none()) {
         return match store.delete::<Pod>(ns, name, Some(&pod.metadata.uid)) {
             Ok(Some(p)) => Ok(Deleted::Removed(p)),

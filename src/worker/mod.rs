@@ -132,7 +132,11 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
 /// Containers a previous agent left behind (it was killed, or crashed) are stopped and removed
 /// before the new agent starts pods: until re-adoption exists, a fresh agent cannot tell their
 /// state, and a second copy of a pod must never run beside a stale one.
-async fn sweep_leftovers(runtime: &Arc<LinuxRuntime>, images: &Arc<images::ImageStore>, dir: &std::path::Path) {
+async fn sweep_leftovers(
+    runtime: &Arc<LinuxRuntime>,
+    images: &Arc<images::ImageStore>,
+    dir: &std::path::Path,
+) {
     use runtime::Runtime as _;
     let index = dir.join("state").join(".herd-bundles");
     let ids: Vec<String> = std::fs::read_dir(&index)

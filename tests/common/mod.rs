@@ -102,6 +102,9 @@ impl Cluster {
         if let Some(b) = broker {
             cmd.args(["--broker", b]);
         }
+        if let Ok(l) = std::env::var("HERD_TEST_MASTER_LOG") {
+            cmd.env("RUST_LOG", l);
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::from(

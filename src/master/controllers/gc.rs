@@ -25,7 +25,11 @@ pub fn collect(store: &Store) -> Result<(), StoreError> {
     for rs in store.list::<ReplicaSet>(None)? {
         if orphaned(&rs.metadata, "Deployment", &deployments) {
             tracing::info!(rs = %rs.metadata.name, "deleting replicaset whose deployment is gone");
-            match store.delete::<ReplicaSet>(rs.metadata.ns(), &rs.metadata.name, Some(&rs.metadata.uid)) {
+            match store.delete::<ReplicaSet>(
+                rs.metadata.ns(),
+                &rs.metadata.name,
+                Some(&rs.metadata.uid),
+            ) {
                 Ok(_) | Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(e),
             }
@@ -39,7 +43,13 @@ pub fn collect(store: &Store) -> Result<(), StoreError> {
     for p in store.list::<Pod>(None)? {
         if p.metadata.deletion_timestamp.is_none() && orphaned(&p.metadata, "ReplicaSet", &sets) {
             tracing::info!(pod = %p.metadata.name, "deleting pod whose replicaset is gone");
-            delete_pod(store, p.metadata.ns(), &p.metadata.name, Some(&p.metadata.uid), None)?;
+            delete_pod(
+                store,
+                p.metadata.ns(),
+                &p.metadata.name,
+                Some(&p.metadata.uid),
+                None,
+            )?;
         }
     }
     Ok(())
@@ -70,9 +80,17 @@ mod tests {
     #[test]
     fn objects_whose_owner_is_gone_are_orphans_and_others_are_not() {
         let alive: HashSet<String> = ["a".to_string()].into();
-        assert!(!orphaned(&owned_by("ReplicaSet", "a"), "ReplicaSet", &alive));
+        assert!(!orphaned(
+            &owned_by("ReplicaSet", "a"),
+            "ReplicaSet",
+            &alive
+        ));
         assert!(orphaned(&owned_by("ReplicaSet", "b"), "ReplicaSet", &alive));
-        assert!(!orphaned(&owned_by("Deployment", "b"), "ReplicaSet", &alive));
+        assert!(!orphaned(
+            &owned_by("Deployment", "b"),
+            "ReplicaSet",
+            &alive
+        ));
         assert!(!orphaned(&ObjectMeta::default(), "ReplicaSet", &alive));
     }
 
@@ -91,7 +109,11 @@ mod tests {
         p.metadata.owner_references = owned_by("ReplicaSet", &rs.metadata.uid).owner_references;
         s.create(p, "t").unwrap();
         collect(&s).unwrap();
-        assert_eq!(s.list::<Pod>(None).unwrap().len(), 1, "owners alive: nothing collected");
+        assert_eq!(
+            s.list::<Pod>(None).unwrap().len(),
+            1,
+            "owners alive: nothing collected"
+        );
         s.delete::<Deployment>("default", "web", None).unwrap();
         collect(&s).unwrap();
         assert!(s.list::<ReplicaSet>(None).unwrap().is_empty());

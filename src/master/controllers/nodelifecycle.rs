@@ -22,9 +22,18 @@ pub const DEFAULT_EVICTION: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Remove the pod row (its node cannot confirm anything).
-    Delete { ns: String, name: String, uid: String },
+    Delete {
+        ns: String,
+        name: String,
+        uid: String,
+    },
     /// A bare pod on a lost node: phase Unknown, reason NodeLost.
-    MarkLost { ns: String, name: String, uid: String, node: String },
+    MarkLost {
+        ns: String,
+        name: String,
+        uid: String,
+        node: String,
+    },
 }
 
 /// How long the pod tolerates an unreachable node: `None` = forever.
@@ -68,7 +77,9 @@ pub fn not_ready_since(node: &Node) -> Option<DateTime<Utc>> {
 pub fn plan(nodes: &[Node], pods: &[Pod], now: DateTime<Utc>, default: Duration) -> Vec<Action> {
     let mut out = Vec::new();
     for node in nodes {
-        let Some(since) = not_ready_since(node) else { continue };
+        let Some(since) = not_ready_since(node) else {
+            continue;
+        };
         let down = (now - since).to_std().unwrap_or_default();
         for p in pods
             .iter()
@@ -89,7 +100,9 @@ pub fn plan(nodes: &[Node], pods: &[Pod], now: DateTime<Utc>, default: Duration)
                 }
                 continue;
             }
-            let Some(limit) = tolerated_for(p, default) else { continue };
+            let Some(limit) = tolerated_for(p, default) else {
+                continue;
+            };
             if down < limit {
                 continue;
             }
@@ -124,7 +137,12 @@ pub fn reconcile(store: &Store, default: Duration) -> Result<(), StoreError> {
                 tracing::info!(pod = %format!("{ns}/{name}"), "node unreachable: deleting pod so it is replaced");
                 delete_pod(store, &ns, &name, Some(&uid), Some(0))?;
             }
-            Action::MarkLost { ns, name, uid, node } => {
+            Action::MarkLost {
+                ns,
+                name,
+                uid,
+                node,
+            } => {
                 tracing::warn!(pod = %format!("{ns}/{name}"), %node, "node unreachable: bare pod marked Unknown");
                 let now_s = crate::util::time::now_rfc3339();
                 match store.update::<Pod, StoreError>(&ns, &name, |p| {
@@ -133,7 +151,8 @@ pub fn reconcile(store: &Store, default: Duration) -> Result<(), StoreError> {
                     }
                     p.status.phase = PodPhase::Unknown;
                     p.status.reason = "NodeLost".into();
-                    p.status.message = format!("node {node} which was running pod {name} is unresponsive");
+                    p.status.message =
+                        format!("node {node} which was running pod {name} is unresponsive");
                     set_condition(
                         &mut p.status.conditions,
                         Condition {
@@ -200,8 +219,15 @@ mod tests {
 
     #[test]
     fn owned_pods_go_after_the_grace_and_bare_pods_are_marked_lost() {
-        let nodes = [node("w1", "Unknown", "2026-01-01T00:00:00Z"), node("w2", "True", "2026-01-01T00:00:00Z")];
-        let pods = [pod("a", "w1", true), pod("b", "w1", false), pod("c", "w2", true)];
+        let nodes = [
+            node("w1", "Unknown", "2026-01-01T00:00:00Z"),
+            node("w2", "True", "2026-01-01T00:00:00Z"),
+        ];
+        let pods = [
+            pod("a", "w1", true),
+            pod("b", "w1", false),
+            pod("c", "w2", true),
+        ];
         assert!(plan(&nodes, &pods, at("2026-01-01T00:00:04Z"), DEFAULT_EVICTION).is_empty());
         let acts = plan(&nodes, &pods, at("2026-01-01T00:00:05Z"), DEFAULT_EVICTION);
         assert_eq!(acts.len(), 2);
@@ -220,7 +246,10 @@ mod tests {
             toleration_seconds: Some(60),
             ..Default::default()
         });
-        assert_eq!(tolerated_for(&p, DEFAULT_EVICTION), Some(Duration::from_secs(60)));
+        assert_eq!(
+            tolerated_for(&p, DEFAULT_EVICTION),
+            Some(Duration::from_secs(60))
+        );
         p.spec.tolerations[0].toleration_seconds = None;
         assert_eq!(tolerated_for(&p, DEFAULT_EVICTION), None);
     }
@@ -231,7 +260,16 @@ mod tests {
         let mut p = pod("a", "w1", false);
         p.metadata.deletion_timestamp = Some("x".into());
         p.metadata.deletion_grace_period_seconds = Some(10);
-        assert!(plan(&nodes, &[p.clone()], at("2026-01-01T00:00:09Z"), DEFAULT_EVICTION).is_empty());
-        assert_eq!(plan(&nodes, &[p], at("2026-01-01T00:00:10Z"), DEFAULT_EVICTION).len(), 1);
+        assert!(plan(
+            &nodes,
+            &[p.clone()],
+            at("2026-01-01T00:00:09Z"),
+            DEFAULT_EVICTION
+        )
+        .is_empty());
+        assert_eq!(
+            plan(&nodes, &[p], at("2026-01-01T00:00:10Z"), DEFAULT_EVICTION).len(),
+            1
+        );
     }
 }

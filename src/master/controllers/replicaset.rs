@@ -35,7 +35,9 @@ pub fn ready_since(p: &Pod) -> Option<DateTime<Utc>> {
         .iter()
         .find(|c| c.type_ == "Ready" && c.status == "True")?;
     match &c.last_transition_time {
-        Some(t) => DateTime::parse_from_rfc3339(t).ok().map(|t| t.with_timezone(&Utc)),
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
         // Ready without a time: treat as ready since forever.
         None => Some(DateTime::<Utc>::MIN_UTC),
     }
@@ -44,14 +46,24 @@ pub fn ready_since(p: &Pod) -> Option<DateTime<Utc>> {
 pub fn is_available(p: &Pod, min_ready_seconds: i32, now: DateTime<Utc>) -> bool {
     is_active(p)
         && ready_since(p).is_some_and(|t| {
-            min_ready_seconds <= 0 || now - t >= chrono::Duration::seconds(i64::from(min_ready_seconds))
+            min_ready_seconds <= 0
+                || now - t >= chrono::Duration::seconds(i64::from(min_ready_seconds))
         })
 }
 
 /// Kubernetes' order for scale-down: the pods that matter least go first — unscheduled before
 /// scheduled, pending before running, not ready before ready, recently ready before long
 /// ready, more restarts first, newer before older.
-fn deletion_rank(p: &Pod) -> (u8, u8, u8, std::cmp::Reverse<Option<DateTime<Utc>>>, std::cmp::Reverse<u32>, std::cmp::Reverse<String>) {
+type Rank = (
+    u8,
+    u8,
+    u8,
+    std::cmp::Reverse<Option<DateTime<Utc>>>,
+    std::cmp::Reverse<u32>,
+    std::cmp::Reverse<String>,
+);
+
+fn deletion_rank(p: &Pod) -> Rank {
     let scheduled = u8::from(p.spec.node_name.is_some());
     let phase = match p.status.phase {
         PodPhase::Pending => 0,
@@ -59,7 +71,12 @@ fn deletion_rank(p: &Pod) -> (u8, u8, u8, std::cmp::Reverse<Option<DateTime<Utc>
         _ => 2,
     };
     let ready = ready_since(p);
-    let restarts = p.status.container_statuses.iter().map(|c| c.restart_count).sum();
+    let restarts = p
+        .status
+        .container_statuses
+        .iter()
+        .map(|c| c.restart_count)
+        .sum();
     (
         scheduled,
         phase,
@@ -75,6 +92,7 @@ pub fn reconcile(rs: &ReplicaSet, owned: &[&Pod], now: DateTime<Utc>) -> Vec<Act
     let mut actions = Vec::new();
     let mut active: Vec<&Pod> = owned.iter().copied().filter(|p| is_active(p)).collect();
     let want = rs.spec.replicas().max(0) as usize;
+    let mut creating = 0;
     // Finished pods never run again under restartPolicy Always; clear them out.
     let mut delete: Vec<(String, String)> = owned
         .iter()
@@ -82,7 +100,8 @@ pub fn reconcile(rs: &ReplicaSet, owned: &[&Pod], now: DateTime<Utc>) -> Vec<Act
         .map(|p| (p.metadata.name.clone(), p.metadata.uid.clone()))
         .collect();
     if active.len() < want {
-        actions.push(Action::Create(want - active.len()));
+        creating = want - active.len();
+        actions.push(Action::Create(creating));
     } else if active.len() > want {
         active.sort_by_key(|p| deletion_rank(p));
         delete.extend(
@@ -95,9 +114,11 @@ pub fn reconcile(rs: &ReplicaSet, owned: &[&Pod], now: DateTime<Utc>) -> Vec<Act
     if !delete.is_empty() {
         actions.push(Action::Delete(delete));
     }
-    let counted: Vec<&Pod> = owned.iter().copied().filter(|p| is_active(p)).collect();
+    // Status as it will be once these actions are applied: a status that still counted the
+    // pods being deleted now would let the Deployment controller scale down twice.
+    let counted = active;
     let status = ReplicaSetStatus {
-        replicas: counted.len() as i32,
+        replicas: (counted.len() + creating) as i32,
         fully_labeled_replicas: counted
             .iter()
             .filter(|p| {
@@ -173,7 +194,8 @@ pub fn reconcile_all(store: &Store) -> Result<(), StoreError> {
     let pods: Vec<Pod> = store.list(None)?;
     for rs in &sets {
         let ns = rs.metadata.ns().to_string();
-        let _span = tracing::info_span!("replicaset", rs = %format!("{ns}/{}", rs.metadata.name)).entered();
+        let _span =
+            tracing::info_span!("replicaset", rs = %format!("{ns}/{}", rs.metadata.name)).entered();
         let owned = owned_by(&pods, &rs.metadata.uid);
         for action in reconcile(rs, &owned, now) {
             match action {
@@ -227,7 +249,11 @@ mod tests {
         r.metadata.name = "web-abc".into();
         r.metadata.uid = "rs-uid".into();
         r.spec.replicas = Some(replicas);
-        r.spec.template.metadata.labels.insert("app".into(), "web".into());
+        r.spec
+            .template
+            .metadata
+            .labels
+            .insert("app".into(), "web".into());
         r
     }
 
@@ -250,7 +276,9 @@ mod tests {
     }
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-01-01T00:01:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
@@ -258,8 +286,24 @@ mod tests {
         let a = pod("a", Some("n1"), Some("2026-01-01T00:00:10Z"));
         let acts = reconcile(&rs(3), &[&a], now());
         assert_eq!(acts[0], Action::Create(2));
-        let Action::SetStatus(s) = &acts[1] else { panic!("{acts:?}") };
-        assert_eq!((s.replicas, s.ready_replicas, s.available_replicas), (1, 1, 1));
+        let Action::SetStatus(s) = &acts[1] else {
+            panic!("{acts:?}")
+        };
+        assert_eq!(
+            (s.replicas, s.ready_replicas, s.available_replicas),
+            (3, 1, 1)
+        );
+    }
+
+    #[test]
+    fn the_status_already_leaves_out_the_pods_this_pass_deletes() {
+        let a = pod("a", Some("n1"), Some("2026-01-01T00:00:10Z"));
+        let b = pod("b", Some("n1"), Some("2026-01-01T00:00:20Z"));
+        let acts = reconcile(&rs(1), &[&a, &b], now());
+        let Action::SetStatus(s) = &acts[1] else {
+            panic!("{acts:?}")
+        };
+        assert_eq!((s.replicas, s.available_replicas), (1, 1));
     }
 
     #[test]
@@ -285,7 +329,10 @@ mod tests {
         done.status.phase = PodPhase::Failed;
         let acts = reconcile(&rs(1), &[&going, &done], now());
         assert_eq!(acts[0], Action::Create(1));
-        assert_eq!(acts[1], Action::Delete(vec![("done".into(), "uid-done".into())]));
+        assert_eq!(
+            acts[1],
+            Action::Delete(vec![("done".into(), "uid-done".into())])
+        );
     }
 
     #[test]
@@ -294,7 +341,9 @@ mod tests {
         r.spec.min_ready_seconds = 30;
         let fresh = pod("a", Some("n1"), Some("2026-01-01T00:00:50Z"));
         let acts = reconcile(&r, &[&fresh], now());
-        let Action::SetStatus(s) = &acts[0] else { panic!("{acts:?}") };
+        let Action::SetStatus(s) = &acts[0] else {
+            panic!("{acts:?}")
+        };
         assert_eq!((s.ready_replicas, s.available_replicas), (1, 0));
     }
 
@@ -303,7 +352,9 @@ mod tests {
         let mut r = rs(1);
         let a = pod("a", Some("n1"), Some("2026-01-01T00:00:10Z"));
         let acts = reconcile(&r, &[&a], now());
-        let Action::SetStatus(s) = acts[0].clone() else { panic!() };
+        let Action::SetStatus(s) = acts[0].clone() else {
+            panic!()
+        };
         r.status = s;
         assert!(reconcile(&r, &[&a], now()).is_empty());
     }
@@ -313,7 +364,10 @@ mod tests {
         let p = new_pod(&rs(1));
         assert!(p.metadata.name.starts_with("web-abc-"));
         assert_eq!(p.metadata.name.len(), "web-abc-".len() + 5);
-        assert_eq!(p.metadata.labels.get("app").map(String::as_str), Some("web"));
+        assert_eq!(
+            p.metadata.labels.get("app").map(String::as_str),
+            Some("web")
+        );
         assert_eq!(p.metadata.controller_ref().unwrap().uid, "rs-uid");
     }
 }

@@ -99,3 +99,87 @@ pub async fn run(store: Arc<Store>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::api::meta::OwnerReference;
+    use crate::api::node::NodeStatus;
+    use crate::api::{Container, ObjectMeta, PodSpec};
+
+    fn ready_node(name: &str) -> Node {
+        Node {
+            metadata: ObjectMeta {
+                name: name.into(),
+                ..Default::default()
+            },
+            status: NodeStatus {
+                conditions: vec![Condition {
+                    type_: "Ready".into(),
+                    status: "True".into(),
+                    ..Default::default()
+                }],
+                allocatable: BTreeMap::from([
+                    ("cpu".to_string(), "4".to_string()),
+                    ("memory".to_string(), "4Gi".to_string()),
+                ]),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn replica(i: usize) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: format!("web-{i}"),
+                namespace: Some("default".into()),
+                labels: BTreeMap::from([("app".to_string(), "web".to_string())]),
+                owner_references: vec![OwnerReference {
+                    api_version: "apps/v1".into(),
+                    kind: "ReplicaSet".into(),
+                    name: "web".into(),
+                    uid: "rs-uid".into(),
+                    controller: Some(true),
+                    block_owner_deletion: None,
+                }],
+                ..Default::default()
+            },
+            spec: PodSpec {
+                containers: vec![Container {
+                    name: "c".into(),
+                    image: "i".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_pass_spreads_replicas_and_a_second_pass_binds_nothing() {
+        let store = Store::open_in_memory().unwrap();
+        for n in ["a", "b", "c"] {
+            store.create(ready_node(n), "t").unwrap();
+        }
+        for i in 0..6 {
+            store.create(replica(i), "t").unwrap();
+        }
+        assert_eq!(reconcile(&store).unwrap(), 6);
+        let pods: Vec<Pod> = store.list(None).unwrap();
+        let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+        for p in &pods {
+            *per_node
+                .entry(p.spec.node_name.clone().unwrap())
+                .or_default() += 1;
+        }
+        assert_eq!(
+            per_node,
+            BTreeMap::from([("a".into(), 2), ("b".into(), 2), ("c".into(), 2)])
+        );
+        assert_eq!(reconcile(&store).unwrap(), 0);
+    }
+}

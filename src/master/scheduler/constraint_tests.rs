@@ -128,11 +128,11 @@ fn with_node_affinity(
 ) -> Pod {
     let affinity = p.spec.affinity.get_or_insert_with(Affinity::default);
     affinity.node_affinity = Some(NodeAffinity {
-        required_during_scheduling_ignored_during_execution: (!required.is_empty()).then(|| {
+        required_during_scheduling_ignored_during_execution: (!required.is_empty()).then_some(
             NodeSelector {
                 node_selector_terms: required,
-            }
-        }),
+            },
+        ),
         preferred_during_scheduling_ignored_during_execution: preferred
             .into_iter()
             .map(|(weight, preference)| PreferredSchedulingTerm { weight, preference })

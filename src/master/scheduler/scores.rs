@@ -177,11 +177,10 @@ pub(super) fn best(raws: &[(usize, Raw)], nodes: &[NodeSnapshot]) -> Option<usiz
     let siblings = range(raws, |r| r.siblings);
     let mut best: Option<(usize, u64, u64)> = None;
     for &(idx, r) in raws {
-        let affinity = if affinity_max == 0 {
-            0
-        } else {
-            r.node_affinity * MAX / affinity_max
-        };
+        // No matching preference anywhere: the plugin scores every node 0.
+        let affinity = (r.node_affinity * MAX)
+            .checked_div(affinity_max)
+            .unwrap_or(0);
         let total = W_LEAST_REQUESTED * (r.least_requested / 2)
             + W_NODE_AFFINITY * affinity
             + W_TAINTS * lower_is_better(r.prefer_no_schedule, taints)

@@ -15,8 +15,7 @@ use crate::master::store::Store;
 /// True when the pod counts as healthy for a disruption budget.
 pub fn healthy(p: &Pod) -> bool {
     p.metadata.deletion_timestamp.is_none()
-        && p
-            .status
+        && p.status
             .conditions
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True")
@@ -28,7 +27,11 @@ pub fn check_budget(store: &Store, pod: &Pod) -> Result<Result<(), String>, ApiE
         return Ok(Ok(()));
     }
     let ns = pod.metadata.ns();
-    let Some(rs_ref) = pod.metadata.controller_ref().filter(|r| r.kind == "ReplicaSet") else {
+    let Some(rs_ref) = pod
+        .metadata
+        .controller_ref()
+        .filter(|r| r.kind == "ReplicaSet")
+    else {
         return Ok(Ok(()));
     };
     let Some(rs) = store
@@ -37,7 +40,11 @@ pub fn check_budget(store: &Store, pod: &Pod) -> Result<Result<(), String>, ApiE
     else {
         return Ok(Ok(()));
     };
-    let Some(d_ref) = rs.metadata.controller_ref().filter(|r| r.kind == "Deployment") else {
+    let Some(d_ref) = rs
+        .metadata
+        .controller_ref()
+        .filter(|r| r.kind == "Deployment")
+    else {
         return Ok(Ok(()));
     };
     let Some(d) = store
@@ -51,7 +58,11 @@ pub fn check_budget(store: &Store, pod: &Pod) -> Result<Result<(), String>, ApiE
     let rs_uids: Vec<String> = store
         .list::<ReplicaSet>(Some(ns))?
         .into_iter()
-        .filter(|r| r.metadata.controller_ref().is_some_and(|o| o.uid == d.metadata.uid))
+        .filter(|r| {
+            r.metadata
+                .controller_ref()
+                .is_some_and(|o| o.uid == d.metadata.uid)
+        })
         .map(|r| r.metadata.uid)
         .collect();
     let healthy_now = store
@@ -87,7 +98,9 @@ pub async fn evict(
             .map_err(|e| ApiError::bad_request(format!("eviction body: {e}")))?;
         if let Some(k) = v.get("kind").and_then(|k| k.as_str()) {
             if k != "Eviction" {
-                return Err(ApiError::bad_request(format!("kind: expected Eviction, got {k}")));
+                return Err(ApiError::bad_request(format!(
+                    "kind: expected Eviction, got {k}"
+                )));
             }
         }
         if let Some(g) = v.pointer("/deleteOptions/gracePeriodSeconds") {
@@ -103,7 +116,11 @@ pub async fn evict(
             return Err(ApiError::not_found("pods", &name));
         };
         if let Err(message) = check_budget(&store, &pod)? {
-            return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", message));
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "TooManyRequests",
+                message,
+            ));
         }
         match delete_pod(&store, &ns, &name, Some(&pod.metadata.uid), grace)? {
             Deleted::NotFound => Err(ApiError::not_found("pods", &name)),

@@ -141,7 +141,10 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/namespaces/{ns}/pods/{name}/eviction",
             post(eviction::evict),
         )
-        .route("/apis/apps/v1/deployments", get(workloads::list_all::<Deployment>))
+        .route(
+            "/apis/apps/v1/deployments",
+            get(workloads::list_all::<Deployment>),
+        )
         .route(
             "/apis/apps/v1/namespaces/{ns}/deployments",
             get(workloads::list_ns::<Deployment>).post(workloads::create::<Deployment>),
@@ -152,7 +155,10 @@ pub fn router(state: AppState) -> Router {
                 .put(workloads::replace::<Deployment>)
                 .delete(workloads::delete::<Deployment>),
         )
-        .route("/apis/apps/v1/replicasets", get(workloads::list_all::<ReplicaSet>))
+        .route(
+            "/apis/apps/v1/replicasets",
+            get(workloads::list_all::<ReplicaSet>),
+        )
         .route(
             "/apis/apps/v1/namespaces/{ns}/replicasets",
             get(workloads::list_ns::<ReplicaSet>).post(workloads::create::<ReplicaSet>),

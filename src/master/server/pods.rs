@@ -75,8 +75,8 @@ pub(super) fn parse_one(body: &[u8]) -> Result<Object, ApiError> {
             format!("request body of {} bytes exceeds {MAX_BODY}", body.len()),
         ));
     }
-    let text =
-        std::str::from_utf8(body).map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("request body is not UTF-8"))?;
     let mut objs = crate::api::manifest::parse(text).map_err(|e| {
         let where_ = if e.path.is_empty() {
             String::new()
@@ -205,12 +205,12 @@ pub async fn delete(
     }
     let store = st.store.clone();
     let n = name.clone();
-    blocking(move || {
-        match delete_pod(&store, &ns, &n, None, q.grace_period_seconds)? {
+    blocking(
+        move || match delete_pod(&store, &ns, &n, None, q.grace_period_seconds)? {
             Deleted::Removed(p) | Deleted::Terminating(p) => Ok(p),
             Deleted::NotFound => Err(ApiError::not_found("pods", &n)),
-        }
-    })
+        },
+    )
     .await
     .map(Json)
 }

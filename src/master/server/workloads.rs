@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{blocking, ApiError, AppState};
 use crate::api::apps::{Deployment, ReplicaSet};
 use crate::api::selector::LabelSelector;
-use crate::api::{List, ObjectMeta, Object};
+use crate::api::{List, Object, ObjectMeta};
 use crate::master::store::Resource;
 use crate::util::time::now_rfc3339;
 
@@ -85,7 +85,8 @@ pub struct ListQuery {
 pub fn selector(q: Option<&str>) -> Result<LabelSelector, ApiError> {
     match q {
         None => Ok(LabelSelector::default()),
-        Some(s) => LabelSelector::parse(s).map_err(|e| ApiError::bad_request(format!("labelSelector: {e}"))),
+        Some(s) => LabelSelector::parse(s)
+            .map_err(|e| ApiError::bad_request(format!("labelSelector: {e}"))),
     }
 }
 
@@ -103,7 +104,12 @@ pub async fn list_all<T: Workload>(
     let sel = selector(q.label_selector.as_deref())?;
     let store = st.store.clone();
     let items = blocking(move || Ok(store.list::<T>(None)?)).await?;
-    Ok(list_of(items.into_iter().filter(|o| sel.matches(o.labels())).collect()))
+    Ok(list_of(
+        items
+            .into_iter()
+            .filter(|o| sel.matches(o.labels()))
+            .collect(),
+    ))
 }
 
 pub async fn list_ns<T: Workload>(
@@ -114,7 +120,12 @@ pub async fn list_ns<T: Workload>(
     let sel = selector(q.label_selector.as_deref())?;
     let store = st.store.clone();
     let items = blocking(move || Ok(store.list::<T>(Some(&ns))?)).await?;
-    Ok(list_of(items.into_iter().filter(|o| sel.matches(o.labels())).collect()))
+    Ok(list_of(
+        items
+            .into_iter()
+            .filter(|o| sel.matches(o.labels()))
+            .collect(),
+    ))
 }
 
 pub async fn get_one<T: Workload>(
@@ -133,7 +144,10 @@ fn parse<T: Workload>(body: &[u8], ns: &str, name: Option<&str>) -> Result<T, Ap
     let obj = super::pods::parse_one(body)?;
     let kind = obj.kind();
     let mut o = T::from_object(obj).ok_or_else(|| {
-        ApiError::bad_request(format!("expected kind {} at this path, got {kind}", T::KIND))
+        ApiError::bad_request(format!(
+            "expected kind {} at this path, got {kind}",
+            T::KIND
+        ))
     })?;
     let m = o.meta_mut();
     match m.namespace.as_deref() {

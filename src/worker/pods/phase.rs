@@ -35,7 +35,8 @@ pub fn phase(policy: RestartPolicy, statuses: &[ContainerStatus], will_restart: 
     }
 }
 
-/// Sets Initialized, ContainersReady and Ready (readiness = running, until probes exist).
+/// Sets Initialized, ContainersReady and Ready from each container's `ready`, which the
+/// container loop sets from its probes (running and started, without a readiness probe).
 pub fn conditions(conds: &mut Vec<Condition>, statuses: &[ContainerStatus], now: &str) {
     let ready = !statuses.is_empty() && statuses.iter().all(|c| c.ready);
     let (status, reason) = if ready {

@@ -180,10 +180,14 @@ fn exec_in_container(opts: &Opts) -> Result<ExecOutput, String> {
         .with_group(Some(gid))
         .with_additional_gids(gids)
         .with_detach(true);
+    let state_dir = opts.root.join(&opts.id);
+    let lock = lock_exclusive(&state_dir.join(EXEC_LOCK))?;
     // As in the shim: the command must not inherit Rust's ignored SIGPIPE.
     set_sigpipe(libc::SIG_DFL);
     let built = builder.build();
     set_sigpipe(libc::SIG_IGN);
+    remove_tenant_leftovers(&state_dir);
+    drop(lock);
     let pid = match built {
         Ok(pid) => pid.as_raw(),
         // Typically "executable file not found": the command's failure, not the runtime's.
@@ -207,6 +211,44 @@ fn exec_in_container(opts: &Opts) -> Result<ExecOutput, String> {
         output: String::from_utf8_lossy(&output).into_owned(),
         timed_out,
     })
+}
+
+/// Serializes tenant creation per container. libcontainer leaves a `tenant-notify-*` socket
+/// in the container's state dir for every exec and never removes it; a probe running every
+/// few seconds would pile them up. Holding this lock, no other exec is between creating its
+/// socket and using it, so every leftover can go.
+const EXEC_LOCK: &str = ".herd-exec.lock";
+
+fn lock_exclusive(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    loop {
+        // SAFETY: flock on an fd we own; released when the file is closed.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(f);
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(format!("locking {}: {e}", path.display()));
+        }
+    }
+}
+
+fn remove_tenant_leftovers(state_dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(state_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("tenant-notify-") || name.starts_with("tenant-tty-") {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 fn set_sigpipe(handler: libc::sighandler_t) {

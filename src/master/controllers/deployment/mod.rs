@@ -109,7 +109,7 @@ pub fn plan(d: &Deployment, owned: &[&ReplicaSet], now: DateTime<Utc>) -> Vec<Ac
     let mut olds: Vec<&ReplicaSet> = owned
         .iter()
         .copied()
-        .filter(|r| !new_rs.is_some_and(|n| n.metadata.uid == r.metadata.uid))
+        .filter(|r| new_rs.is_none_or(|n| n.metadata.uid != r.metadata.uid))
         .collect();
     olds.sort_by_key(|r| revision(r));
     let mut progressed = false;
@@ -128,10 +128,17 @@ pub fn plan(d: &Deployment, owned: &[&ReplicaSet], now: DateTime<Utc>) -> Vec<Ac
         _ => max_rev + 1,
     };
 
+    // ReplicaSet status lags its spec until the ReplicaSet controller has acted on the last
+    // change: counting stale "available" pods would scale down twice for one replacement.
+    let synced = owned
+        .iter()
+        .all(|r| r.status.observed_generation >= r.metadata.generation);
     let old_active: i32 = olds.iter().map(|r| spec_replicas(r)).sum();
     let old_pods: i32 = olds.iter().map(|r| r.status.replicas).sum();
 
-    if d.spec.paused {
+    if !synced {
+        // Wait for the ReplicaSet controller; the next pass continues.
+    } else if d.spec.paused {
         // Paused: no rollout progress; only a settled Deployment follows its replica count.
         if let Some(nr) = new_rs {
             if old_active == 0 && spec_replicas(nr) != n {
@@ -324,7 +331,11 @@ fn status(
     let complete = new_rs.is_some_and(|r| {
         r.spec.replicas() == n && r.status.available_replicas == n && r.status.replicas == n
     }) && s.replicas == n;
-    let old = s.conditions.iter().find(|c| c.type_ == "Progressing").cloned();
+    let old = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .cloned();
     let progressing = if complete {
         Some(Condition {
             type_: "Progressing".into(),
@@ -341,7 +352,11 @@ fn status(
             message: "Deployment is paused".into(),
             ..Default::default()
         })
-    } else if progressed || old.as_ref().is_none_or(|c| c.reason != "ReplicaSetUpdated" && c.reason != "ProgressDeadlineExceeded") {
+    } else if progressed
+        || old.as_ref().is_none_or(|c| {
+            c.reason != "ReplicaSetUpdated" && c.reason != "ProgressDeadlineExceeded"
+        })
+    {
         Some(Condition {
             type_: "Progressing".into(),
             status: "True".into(),
@@ -364,7 +379,8 @@ fn status(
                 status: "False".into(),
                 reason: "ProgressDeadlineExceeded".into(),
                 message: format!("ReplicaSet \"{rs_name}\" has timed out progressing."),
-                last_update_time: last.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+                last_update_time: last
+                    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
                 ..Default::default()
             })
         } else {
@@ -402,12 +418,24 @@ pub fn reconcile_all(store: &Store) -> Result<(), StoreError> {
     let sets: Vec<ReplicaSet> = store.list(None)?;
     for d in &deployments {
         let ns = d.metadata.ns().to_string();
-        let _span = tracing::info_span!("deployment", deploy = %format!("{ns}/{}", d.metadata.name)).entered();
+        let _span =
+            tracing::info_span!("deployment", deploy = %format!("{ns}/{}", d.metadata.name))
+                .entered();
         let owned: Vec<&ReplicaSet> = sets
             .iter()
-            .filter(|r| r.metadata.controller_ref().is_some_and(|o| o.uid == d.metadata.uid))
+            .filter(|r| {
+                r.metadata
+                    .controller_ref()
+                    .is_some_and(|o| o.uid == d.metadata.uid)
+            })
             .collect();
-        for action in plan(d, &owned, now) {
+        let actions = plan(d, &owned, now);
+        if actions.iter().any(|a| matches!(a, Action::Scale { .. })) {
+            for r in &owned {
+                tracing::debug!(rs = %r.metadata.name, spec = r.spec.replicas(), gen = r.metadata.generation, observed = r.status.observed_generation, replicas = r.status.replicas, available = r.status.available_replicas, "replicaset before scaling");
+            }
+        }
+        for action in actions {
             apply(store, &ns, d, action)?;
         }
     }
@@ -452,7 +480,11 @@ fn apply(store: &Store, ns: &str, d: &Deployment, action: Action) -> Result<(), 
         ),
         Action::DeleteReplicaSet { name, uid } => {
             tracing::info!(rs = %name, "deleting old replicaset (revision history)");
-            ignore_missing(store.delete::<ReplicaSet>(ns, &name, Some(&uid)).map(|_| ()))
+            ignore_missing(
+                store
+                    .delete::<ReplicaSet>(ns, &name, Some(&uid))
+                    .map(|_| ()),
+            )
         }
         Action::SetStatus(status, rev) => {
             let uid = d.metadata.uid.clone();

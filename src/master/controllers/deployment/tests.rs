@@ -18,8 +18,15 @@ fn deployment(n: i32, image: &str) -> Deployment {
     d.metadata.uid = "d-uid".into();
     d.metadata.generation = 1;
     d.spec.replicas = Some(n);
-    d.spec.selector.match_labels.insert("app".into(), "web".into());
-    d.spec.template.metadata.labels.insert("app".into(), "web".into());
+    d.spec
+        .selector
+        .match_labels
+        .insert("app".into(), "web".into());
+    d.spec
+        .template
+        .metadata
+        .labels
+        .insert("app".into(), "web".into());
     d.spec.template.spec.containers.push(Container {
         name: "main".into(),
         image: image.into(),
@@ -37,7 +44,12 @@ struct Sim {
 
 impl Sim {
     fn new(d: Deployment) -> Self {
-        Sim { d, sets: Vec::new(), now: t0(), next_uid: 0 }
+        Sim {
+            d,
+            sets: Vec::new(),
+            now: t0(),
+            next_uid: 0,
+        }
     }
 
     /// One controller pass; returns whether anything but status changed.
@@ -55,12 +67,21 @@ impl Sim {
                     changed = true;
                 }
                 Action::Scale { name, replicas } => {
-                    let rs = self.sets.iter_mut().find(|r| r.metadata.name == name).unwrap();
+                    let rs = self
+                        .sets
+                        .iter_mut()
+                        .find(|r| r.metadata.name == name)
+                        .unwrap();
                     rs.spec.replicas = Some(replicas);
+                    rs.metadata.generation += 1;
                     changed = true;
                 }
                 Action::SetRevision { name, revision } => {
-                    let rs = self.sets.iter_mut().find(|r| r.metadata.name == name).unwrap();
+                    let rs = self
+                        .sets
+                        .iter_mut()
+                        .find(|r| r.metadata.name == name)
+                        .unwrap();
                     rs.metadata
                         .annotations
                         .insert(REVISION_ANNOTATION.into(), revision.to_string());
@@ -86,6 +107,7 @@ impl Sim {
             rs.status.replicas = want;
             rs.status.available_replicas = rs.status.available_replicas.min(want);
             rs.status.ready_replicas = rs.status.available_replicas;
+            rs.status.observed_generation = rs.metadata.generation;
         }
         self.now += chrono::Duration::seconds(1);
         changed
@@ -124,7 +146,8 @@ impl Sim {
 
     fn complete(&self) -> bool {
         let n = self.d.spec.replicas();
-        self.new_rs().is_some_and(|r| r.status.available_replicas == n)
+        self.new_rs()
+            .is_some_and(|r| r.status.available_replicas == n)
             && self.total_pods() == n
     }
 }
@@ -145,7 +168,13 @@ fn a_new_deployment_scales_up_to_its_replicas_and_records_revision_one() {
     assert_eq!(sim.sets.len(), 1);
     assert_eq!(revision(&sim.sets[0]), 1);
     assert_eq!(sim.d.status.available_replicas, 3);
-    let progressing = sim.d.status.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    let progressing = sim
+        .d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
     assert_eq!(progressing.reason, "NewReplicaSetAvailable");
 }
 
@@ -155,7 +184,11 @@ fn a_rolling_update_never_exceeds_max_surge_nor_drops_below_max_unavailable() {
         (6, IntOrString::Int(1), IntOrString::Int(0)),
         (6, IntOrString::Int(0), IntOrString::Int(1)),
         (6, IntOrString::Int(2), IntOrString::Int(2)),
-        (5, IntOrString::String("25%".into()), IntOrString::String("25%".into())),
+        (
+            5,
+            IntOrString::String("25%".into()),
+            IntOrString::String("25%".into()),
+        ),
         (1, IntOrString::Int(1), IntOrString::Int(0)),
         (10, IntOrString::String("50%".into()), IntOrString::Int(0)),
     ] {
@@ -165,13 +198,31 @@ fn a_rolling_update_never_exceeds_max_surge_nor_drops_below_max_unavailable() {
         sim.d.spec.template.spec.containers[0].image = "b".into();
         sim.d.metadata.generation += 1;
         let steps = sim.settle(|sim| {
-            assert!(sim.total_pods() <= n + s, "surge exceeded: {} > {n}+{s}", sim.total_pods());
-            assert!(sim.available() >= n - u, "below minimum: {} < {n}-{u}", sim.available());
+            assert!(
+                sim.total_pods() <= n + s,
+                "surge exceeded: {} > {n}+{s}",
+                sim.total_pods()
+            );
+            assert!(
+                sim.available() >= n - u,
+                "below minimum: {} < {n}-{u}",
+                sim.available()
+            );
         });
         assert!(steps > 0);
-        assert_eq!(sim.new_rs().unwrap().spec.template.spec.containers[0].image, "b");
-        let old: Vec<_> = sim.sets.iter().filter(|r| !same_template(r, &sim.d)).collect();
-        assert!(old.iter().all(|r| r.spec.replicas() == 0), "old replicas left");
+        assert_eq!(
+            sim.new_rs().unwrap().spec.template.spec.containers[0].image,
+            "b"
+        );
+        let old: Vec<_> = sim
+            .sets
+            .iter()
+            .filter(|r| !same_template(r, &sim.d))
+            .collect();
+        assert!(
+            old.iter().all(|r| r.spec.replicas() == 0),
+            "old replicas left"
+        );
     }
 }
 
@@ -187,8 +238,19 @@ fn rollback_reuses_the_old_replicaset_as_the_newest_revision() {
     let a = sim.sets.iter().find(|r| r.metadata.name == a_name).unwrap();
     assert_eq!(a.spec.replicas(), 3);
     assert_eq!(revision(a), 3);
-    assert_eq!(sim.sets.len(), 2, "no third ReplicaSet for a template seen before");
-    assert_eq!(sim.d.metadata.annotations.get(REVISION_ANNOTATION).map(String::as_str), Some("3"));
+    assert_eq!(
+        sim.sets.len(),
+        2,
+        "no third ReplicaSet for a template seen before"
+    );
+    assert_eq!(
+        sim.d
+            .metadata
+            .annotations
+            .get(REVISION_ANNOTATION)
+            .map(String::as_str),
+        Some("3")
+    );
 }
 
 #[test]
@@ -206,7 +268,10 @@ fn recreate_removes_every_old_pod_before_starting_new_ones() {
             .map(|r| r.status.replicas)
             .sum();
         let new_pods = sim.new_rs().map_or(0, |r| r.status.replicas);
-        assert!(old_pods == 0 || new_pods == 0, "old and new pods ran together");
+        assert!(
+            old_pods == 0 || new_pods == 0,
+            "old and new pods ran together"
+        );
     });
     assert_eq!(sim.new_rs().unwrap().status.replicas, 4);
 }
@@ -222,11 +287,20 @@ fn a_paused_deployment_does_not_roll_out_a_new_template() {
         sim.pods_become_ready();
     }
     assert_eq!(sim.sets.len(), 1);
-    let p = sim.d.status.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    let p = sim
+        .d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
     assert_eq!(p.reason, "DeploymentPaused");
     sim.d.spec.paused = false;
     sim.settle(|_| {});
-    assert_eq!(sim.new_rs().unwrap().spec.template.spec.containers[0].image, "b");
+    assert_eq!(
+        sim.new_rs().unwrap().spec.template.spec.containers[0].image,
+        "b"
+    );
 }
 
 #[test]
@@ -252,7 +326,15 @@ fn revision_history_keeps_only_the_limit_of_old_replicasets() {
         sim.settle(|_| {});
     }
     // One current plus two old.
-    assert_eq!(sim.sets.len(), 3, "{:?}", sim.sets.iter().map(|r| &r.metadata.name).collect::<Vec<_>>());
+    assert_eq!(
+        sim.sets.len(),
+        3,
+        "{:?}",
+        sim.sets
+            .iter()
+            .map(|r| &r.metadata.name)
+            .collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -264,7 +346,32 @@ fn no_progress_past_the_deadline_is_reported() {
     for _ in 0..30 {
         sim.step();
     }
-    let p = sim.d.status.conditions.iter().find(|c| c.type_ == "Progressing").unwrap();
+    let p = sim
+        .d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .unwrap();
     assert_eq!(p.reason, "ProgressDeadlineExceeded", "{p:?}");
     assert_eq!(p.status, "False");
+}
+
+#[test]
+fn stale_replicaset_status_holds_the_rollout_until_it_catches_up() {
+    let mut sim = Sim::new(rolling(4, IntOrString::Int(1), IntOrString::Int(1), "a"));
+    sim.settle(|_| {});
+    sim.d.spec.template.spec.containers[0].image = "b".into();
+    sim.step();
+    // The ReplicaSet controller has not seen the last scale yet.
+    for rs in &mut sim.sets {
+        rs.metadata.generation += 1;
+    }
+    let owned: Vec<&ReplicaSet> = sim.sets.iter().collect();
+    let acts = plan(&sim.d, &owned, sim.now);
+    assert!(
+        acts.iter()
+            .all(|a| matches!(a, Action::SetStatus(..) | Action::SetRevision { .. })),
+        "{acts:?}"
+    );
 }
