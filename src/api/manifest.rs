@@ -399,11 +399,7 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
     };
     match shape {
         [] => &[],
-        ["metadata"] => &[
-            "generateName",
-            "finalizers",
-            "deletionGracePeriodSeconds",
-        ],
+        ["metadata"] => &["generateName", "finalizers", "deletionGracePeriodSeconds"],
         ["spec"] => &[
             "activeDeadlineSeconds",
             "automountServiceAccountToken",
@@ -681,8 +677,17 @@ spec:
 
     #[test]
     fn a_deployment_and_a_replicaset_parse_with_their_templates() {
-        let objs = parse(&format!("{DEPLOYMENT}---\n{}", DEPLOYMENT.replace("Deployment", "ReplicaSet").replace("  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 25%}\n", ""))).unwrap();
-        let Object::Deployment(d) = &objs[0] else { panic!("{objs:?}") };
+        let objs = parse(&format!(
+            "{DEPLOYMENT}---\n{}",
+            DEPLOYMENT.replace("Deployment", "ReplicaSet").replace(
+                "  strategy:\n    rollingUpdate: {maxSurge: 1, maxUnavailable: 25%}\n",
+                ""
+            )
+        ))
+        .unwrap();
+        let Object::Deployment(d) = &objs[0] else {
+            panic!("{objs:?}")
+        };
         assert_eq!(d.spec.replicas(), 3);
         assert_eq!(d.spec.template.spec.containers[0].image, "busybox");
         assert!(matches!(&objs[1], Object::ReplicaSet(r) if r.spec.replicas() == 3));
@@ -691,12 +696,33 @@ spec:
     #[test]
     fn workload_errors_name_paths_inside_the_template() {
         let cases = [
-            (DEPLOYMENT.replace("image: busybox", "image: busybox\n        livenessProbee: {}"), "spec.template.spec.containers[0].livenessProbee"),
-            (DEPLOYMENT.replace("labels: {app: web}", "labels: {app: db}"), "spec.template.metadata.labels"),
-            (DEPLOYMENT.replace("maxSurge: 1", "maxSurge: lots"), "spec.strategy.rollingUpdate.maxSurge"),
-            (DEPLOYMENT.replace("replicas: 3", "replicas: -2"), "spec.replicas"),
-            (DEPLOYMENT.replace("apps/v1", "extensions/v1beta1"), "apiVersion"),
-            (DEPLOYMENT.replace("  template:", "  volumes: []\n  template:"), "spec.volumes"),
+            (
+                DEPLOYMENT.replace(
+                    "image: busybox",
+                    "image: busybox\n        livenessProbee: {}",
+                ),
+                "spec.template.spec.containers[0].livenessProbee",
+            ),
+            (
+                DEPLOYMENT.replace("labels: {app: web}", "labels: {app: db}"),
+                "spec.template.metadata.labels",
+            ),
+            (
+                DEPLOYMENT.replace("maxSurge: 1", "maxSurge: lots"),
+                "spec.strategy.rollingUpdate.maxSurge",
+            ),
+            (
+                DEPLOYMENT.replace("replicas: 3", "replicas: -2"),
+                "spec.replicas",
+            ),
+            (
+                DEPLOYMENT.replace("apps/v1", "extensions/v1beta1"),
+                "apiVersion",
+            ),
+            (
+                DEPLOYMENT.replace("  template:", "  volumes: []\n  template:"),
+                "spec.volumes",
+            ),
         ];
         for (text, path) in cases {
             let e = parse(&text).unwrap_err();

@@ -230,7 +230,8 @@ pub fn validate_pod(pod: &Pod) -> Result<(), ValidationError> {
     if let Some(node) = &spec.node_name {
         errs.check("spec.nodeName", validate_dns1123_subdomain(node));
     }
-    errs.0.extend(super::validate_scheduling::validate_scheduling(spec));
+    errs.0
+        .extend(super::validate_scheduling::validate_scheduling(spec));
 
     if errs.0.is_empty() {
         Ok(())
