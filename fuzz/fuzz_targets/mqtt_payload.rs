@@ -146,7 +146,7 @@ fn seeded_store() -> (Store, String) {
     store.create(node, "t").expect("seed node is valid");
     let mut pod = Pod::default();
     pod.metadata.name = POD.into();
-    pod.metadata.namespace = NS.into();
+    pod.metadata.namespace = Some(NS.into());
     pod.spec.node_name = Some(NODE.into());
     pod.spec.containers.push(Container {
         name: "c".into(),

@@ -73,11 +73,64 @@ pub fn not_ready_since(node: &Node) -> Option<DateTime<Utc>> {
     }
 }
 
-/// Pure: the actions for every pod on a node that is not Ready.
+/// Pure: pods on a node with `NoExecute` taints they do not tolerate (or tolerate only for
+/// `tolerationSeconds`, counted from the taint's `timeAdded`) are evicted, as Kubernetes'
+/// taint manager does — owned or not.
+fn no_execute(node: &Node, pods: &[Pod], now: DateTime<Utc>, out: &mut Vec<Action>) {
+    let taints: Vec<_> = node
+        .spec
+        .taints
+        .iter()
+        .filter(|t| t.effect == TaintEffect::NoExecute)
+        .collect();
+    if taints.is_empty() {
+        return;
+    }
+    for p in pods.iter().filter(|p| {
+        p.spec.node_name.as_deref() == Some(node.metadata.name.as_str())
+            && p.metadata.deletion_timestamp.is_none()
+    }) {
+        let evict = taints.iter().any(|taint| {
+            let covering: Vec<_> = p
+                .spec
+                .tolerations
+                .iter()
+                .filter(|t| t.tolerates(taint))
+                .collect();
+            if covering.is_empty() {
+                return true;
+            }
+            // Tolerated forever unless every covering toleration has a time limit.
+            let Some(secs) = covering
+                .iter()
+                .map(|t| t.toleration_seconds)
+                .try_fold(0i64, |acc, s| s.map(|s| acc.max(s)))
+            else {
+                return false;
+            };
+            let added = taint
+                .time_added
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map_or(now, |t| t.with_timezone(&Utc));
+            now - added >= chrono::Duration::seconds(secs.max(0))
+        });
+        if evict {
+            out.push(Action::Delete {
+                ns: p.metadata.ns().to_string(),
+                name: p.metadata.name.clone(),
+                uid: p.metadata.uid.clone(),
+            });
+        }
+    }
+}
+
+/// Pure: the actions for every pod on a node that is not Ready or has `NoExecute` taints.
 pub fn plan(nodes: &[Node], pods: &[Pod], now: DateTime<Utc>, default: Duration) -> Vec<Action> {
     let mut out = Vec::new();
     for node in nodes {
         let Some(since) = not_ready_since(node) else {
+            no_execute(node, pods, now, &mut out);
             continue;
         };
         let down = (now - since).to_std().unwrap_or_default();
@@ -126,7 +179,10 @@ pub fn plan(nodes: &[Node], pods: &[Pod], now: DateTime<Utc>, default: Duration)
 
 pub fn reconcile(store: &Store, default: Duration) -> Result<(), StoreError> {
     let nodes: Vec<Node> = store.list(None)?;
-    if nodes.iter().all(|n| n.is_ready()) {
+    if nodes
+        .iter()
+        .all(|n| n.is_ready() && n.spec.taints.is_empty())
+    {
         return Ok(());
     }
     let pods: Vec<Pod> = store.list(None)?;
@@ -134,8 +190,8 @@ pub fn reconcile(store: &Store, default: Duration) -> Result<(), StoreError> {
     for a in plan(&nodes, &pods, now, default) {
         match a {
             Action::Delete { ns, name, uid } => {
-                tracing::info!(pod = %format!("{ns}/{name}"), "node unreachable: deleting pod so it is replaced");
-                delete_pod(store, &ns, &name, Some(&uid), Some(0))?;
+                tracing::info!(pod = %format!("{ns}/{name}"), "evicting pod (node unreachable or NoExecute taint)");
+                delete_pod(store, &ns, &name, Some(&uid), None)?;
             }
             Action::MarkLost {
                 ns,
@@ -252,6 +308,50 @@ mod tests {
         );
         p.spec.tolerations[0].toleration_seconds = None;
         assert_eq!(tolerated_for(&p, DEFAULT_EVICTION), None);
+    }
+
+    #[test]
+    fn no_execute_taints_evict_pods_that_do_not_tolerate_them() {
+        use crate::api::scheduling::Taint;
+        let mut n = node("w1", "True", "2026-01-01T00:00:00Z");
+        n.spec.taints.push(Taint {
+            key: "maintenance".into(),
+            value: String::new(),
+            effect: TaintEffect::NoExecute,
+            time_added: Some("2026-01-01T00:00:00Z".into()),
+        });
+        let plain = pod("plain", "w1", false);
+        let mut forever = pod("forever", "w1", true);
+        forever.spec.tolerations.push(Toleration {
+            key: "maintenance".into(),
+            operator: TolerationOperator::Exists,
+            ..Default::default()
+        });
+        let mut for_a_while = pod("a-while", "w1", true);
+        for_a_while.spec.tolerations.push(Toleration {
+            key: "maintenance".into(),
+            operator: TolerationOperator::Exists,
+            effect: Some(TaintEffect::NoExecute),
+            toleration_seconds: Some(30),
+            ..Default::default()
+        });
+        let pods = [plain, forever, for_a_while];
+        let names = |acts: Vec<Action>| -> Vec<String> {
+            acts.into_iter()
+                .map(|a| match a {
+                    Action::Delete { name, .. } | Action::MarkLost { name, .. } => name,
+                })
+                .collect()
+        };
+        let early = plan(
+            &[n.clone()],
+            &pods,
+            at("2026-01-01T00:00:10Z"),
+            DEFAULT_EVICTION,
+        );
+        assert_eq!(names(early), ["plain"]);
+        let late = plan(&[n], &pods, at("2026-01-01T00:00:30Z"), DEFAULT_EVICTION);
+        assert_eq!(names(late), ["plain", "a-while"]);
     }
 
     #[test]
