@@ -240,7 +240,8 @@ fn observe(
     let host_ip = store
         .get::<Node>("", node)?
         .and_then(|n| n.internal_ip().map(str::to_string));
-    store.update::<Pod, StoreError>(ns, name, |p| {
+    // Workers re-send observed state after every reconnect: a soft (no-fsync) commit is enough.
+    store.update_soft::<Pod, StoreError>(ns, name, |p| {
         let scheduled: Vec<Condition> = p
             .status
             .conditions

@@ -30,6 +30,9 @@ pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>) -> Picture {
         };
         let mut desired = p.clone();
         desired.status = PodStatus::default();
+        // Every status write bumps the resource version; it must not make the desired
+        // message differ, or each status report would be echoed back to the worker.
+        desired.metadata.resource_version = String::new();
         let payload = proto::encode(&DesiredPod {
             v: proto::VERSION,
             pod: desired,
@@ -189,6 +192,7 @@ mod tests {
         let p = pod("a", Some("w1"), "u1");
         let mut q = p.clone();
         q.status.message = "running".into();
+        q.metadata.resource_version = "42".into();
         let old = picture(&[p], &nodes(&["w1"]));
         let new = picture(&[q], &nodes(&["w1"]));
         assert!(diff(&old, &new).is_empty());

@@ -125,3 +125,30 @@ fn node_passwords_are_checked_and_removable() {
     s.remove_node_password("w1").unwrap();
     assert!(!s.check_node_password("w1", "secret").unwrap());
 }
+
+#[test]
+fn soft_updates_commit_and_leave_the_connection_durable_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let s = Store::open(&path).unwrap();
+    s.create(pod("web"), NOW).unwrap();
+    let p: Pod = s
+        .update_soft::<Pod, StoreError>("default", "web", |p| {
+            p.status.message = "observed".into();
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(p.status.message, "observed");
+    let sync: i64 = s
+        .lock()
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .unwrap();
+    assert_eq!(
+        sync, 2,
+        "synchronous must be FULL (2) again after a soft update"
+    );
+    drop(s);
+    let s = Store::open(&path).unwrap();
+    let p: Pod = s.get("default", "web").unwrap().unwrap();
+    assert_eq!(p.status.message, "observed");
+}
