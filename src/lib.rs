@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod install;
 pub mod logging;
 pub mod master;
 pub mod proto;

@@ -13,7 +13,32 @@ fn main() {
         std::process::exit(herd::worker::runtime::exec::main(&argv[2..]));
     }
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Up(_) | Command::Master(_) | Command::Worker(_)
+    ) {
+        // Client verbs behave like Unix tools: `herd get pods | head` ends quietly instead of
+        // panicking on EPIPE. Servers keep Rust's ignored SIGPIPE (a closed log pipe must not
+        // kill an agent and, with it, its pods' supervision).
+        // SAFETY: no other thread exists yet; this only restores the default disposition.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     herd::logging::init(cli.global.verbose);
+    // Local file and systemctl work: no async runtime needed.
+    let local = match &cli.command {
+        Command::Install(a) => Some(herd::install::install(a)),
+        Command::Uninstall(a) => Some(herd::install::uninstall(a)),
+        _ => None,
+    };
+    if let Some(result) = local {
+        if let Err(e) = result {
+            herd::cli::print_error(&e);
+            std::process::exit(1);
+        }
+        return;
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -35,6 +60,6 @@ fn main() {
     });
     if let Err(e) = result {
         herd::cli::print_error(&e);
-        std::process::exit(1);
+        std::process::exit(herd::worker::kernel::exit_code(&e));
     }
 }

@@ -87,6 +87,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
 }
 
 pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
+    // Before joining: a kernel that cannot run containers is reported with its fix at once.
+    worker::kernel::check()?;
     let cfg = WorkerConfig {
         data_dir: args.data_dir.clone(),
         join: args.join.clone(),
@@ -97,7 +99,8 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
             .unwrap_or_else(worker::platform::hostname),
         labels: worker::parse_labels(&args.node_labels)?,
         heartbeat: Duration::from_secs(args.heartbeat_seconds.max(1)),
-        stop_pods_on_exit: true,
+        // An agent restart (systemd, upgrade) must not touch pods: the next agent adopts them.
+        stop_pods_on_exit: args.stop_pods_on_exit,
         backoff_base: backoff_base(),
     };
     let (tx, rx) = watch::channel(false);
@@ -108,11 +111,14 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     tx.send_replace(true);
-    // The worker stops its pods (each within its grace period) before returning.
+    // With --stop-pods-on-exit the worker stops its pods (each within its grace period) before
+    // returning; otherwise they keep running for the next agent to adopt.
     run.await.context("worker task")?.context("worker")
 }
 
 pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
+    // Before starting the master: its local worker must be able to run containers.
+    worker::kernel::check()?;
     let master_dir = args.data_dir.join("master");
     let admin_conf = args.data_dir.join("admin.conf");
     let cfg = master_config(

@@ -72,6 +72,10 @@ pub enum Command {
     Token(TokenCommand),
     /// Print client and server versions
     Version(VersionArgs),
+    /// Install herd as a systemd service on this machine (binary, unit, config)
+    Install(InstallArgs),
+    /// Remove what `herd install` installed (keeps /var/lib/herd unless --purge)
+    Uninstall(UninstallArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -89,7 +93,7 @@ pub struct UpArgs {
     #[arg(long, value_name = "mqtt://HOST:PORT")]
     pub broker: Option<String>,
     /// Name of the local node [default: hostname]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "HERD_NODE_NAME")]
     pub node_name: Option<String>,
     /// Address other machines reach this one at [default: first non-loopback address]
     #[arg(long, value_name = "IP")]
@@ -127,17 +131,28 @@ pub struct WorkerArgs {
     #[arg(long, value_name = "TOKEN", env = "HERD_TOKEN", hide_env_values = true)]
     pub token: String,
     /// Worker state directory (images/, containers/, volumes/, state)
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/worker")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "/var/lib/herd/worker",
+        env = "HERD_DATA_DIR"
+    )]
     pub data_dir: PathBuf,
     /// Name of this node [default: hostname]
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "HERD_NODE_NAME")]
     pub node_name: Option<String>,
-    /// Extra label for this node, KEY=VALUE (repeatable)
-    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    /// Extra label for this node, KEY=VALUE (repeatable; the variable takes a comma list,
+    /// which label values can never contain)
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label,
+          env = "HERD_NODE_LABELS", value_delimiter = ',')]
     pub node_labels: Vec<String>,
     /// Seconds between heartbeats to the master
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_seconds: u64,
+    /// On SIGINT/SIGTERM, stop every pod before exiting (by default containers keep running
+    /// and the next agent re-adopts them, so a restart never touches pods)
+    #[arg(long)]
+    pub stop_pods_on_exit: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -400,6 +415,53 @@ pub struct VersionArgs {
     pub client: bool,
 }
 
+/// What `herd install` sets up: which unit, and which config file goes with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InstallRole {
+    /// `herd-master.service`: API, store, scheduler, MQTT broker
+    Master,
+    /// `herd-worker.service`: an agent that joins a master
+    Worker,
+    /// `herd.service`: `herd up`, master and local worker in one process
+    Up,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InstallArgs {
+    /// Which service to install
+    #[arg(value_name = "ROLE")]
+    pub role: InstallRole,
+    /// Install under this directory instead of / (an image being built, or a test); implies
+    /// --no-start
+    #[arg(long, value_name = "DIR")]
+    pub prefix: Option<PathBuf>,
+    /// Worker: URL of the master's API, as printed by `herd master`
+    #[arg(long, value_name = "URL")]
+    pub join: Option<String>,
+    /// Worker: join token, as printed by `herd master` or `herd token create`
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Worker and up: name of this node [default: hostname, at each start]
+    #[arg(long, value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// Worker: extra label for this node, KEY=VALUE (repeatable)
+    #[arg(long = "node-label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub node_labels: Vec<String>,
+    /// Do not run `systemctl daemon-reload` and `systemctl enable --now`
+    #[arg(long)]
+    pub no_start: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UninstallArgs {
+    /// Also delete /var/lib/herd (cluster state, images, containers)
+    #[arg(long)]
+    pub purge: bool,
+    /// Remove from under this directory instead of / (as given to `herd install --prefix`)
+    #[arg(long, value_name = "DIR")]
+    pub prefix: Option<PathBuf>,
+}
+
 /// Accepts `KEY=VALUE` with a non-empty key, so a typo fails at parse time, not at join.
 fn parse_label(s: &str) -> Result<String, String> {
     match s.split_once('=') {
@@ -524,6 +586,40 @@ mod tests {
         assert_eq!(a.node_labels, ["zone=attic", "disk=ssd"]);
         assert_eq!(a.heartbeat_seconds, 2);
         assert_eq!(a.data_dir, PathBuf::from("/var/lib/herd/worker"));
+        assert!(
+            !a.stop_pods_on_exit,
+            "an agent restart leaves pods running by default"
+        );
+    }
+
+    #[test]
+    fn install_takes_a_role_prefix_and_join_settings() {
+        let Command::Install(a) = parse(&[
+            "install",
+            "worker",
+            "--prefix",
+            "/tmp/r",
+            "--join",
+            "http://m:6443",
+            "--token",
+            "a.b",
+            "--node-label",
+            "zone=attic",
+            "--no-start",
+        ])
+        .command
+        else {
+            panic!("not install")
+        };
+        assert_eq!(a.role, InstallRole::Worker);
+        assert_eq!(a.prefix, Some(PathBuf::from("/tmp/r")));
+        assert_eq!(a.node_labels, ["zone=attic"]);
+        assert!(a.no_start);
+        assert!(Cli::try_parse_from(["herd", "install", "kubelet"]).is_err());
+        let Command::Uninstall(u) = parse(&["uninstall", "--purge"]).command else {
+            panic!("not uninstall")
+        };
+        assert!(u.purge && u.prefix.is_none());
     }
 
     #[test]

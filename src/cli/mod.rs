@@ -15,10 +15,10 @@ pub mod workload;
 
 pub use args::{
     ApplyArgs, Cli, Command, DeleteArgs, DescribeArgs, DrainArgs, GetArgs, GlobalArgs,
-    ImageCommand, ImageImportArgs, ImageLsArgs, LogsArgs, MasterArgs, NodeArgs, OutputFormat,
-    RolloutCommand, RolloutHistoryArgs, RolloutStatusArgs, RolloutTarget, RolloutUndoArgs,
-    ScaleArgs, SetCommand, SetImageArgs, TokenCommand, TokenCreateArgs, UpArgs, VersionArgs,
-    WorkerArgs,
+    ImageCommand, ImageImportArgs, ImageLsArgs, InstallArgs, InstallRole, LogsArgs, MasterArgs,
+    NodeArgs, OutputFormat, RolloutCommand, RolloutHistoryArgs, RolloutStatusArgs, RolloutTarget,
+    RolloutUndoArgs, ScaleArgs, SetCommand, SetImageArgs, TokenCommand, TokenCreateArgs,
+    UninstallArgs, UpArgs, VersionArgs, WorkerArgs,
 };
 pub use kubeconfig::{write_admin_config, ConfigError};
 
@@ -28,6 +28,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Up(_) | Command::Master(_) | Command::Worker(_) => {
             anyhow::bail!("up, master and worker are run by main, not by cli::run")
+        }
+        Command::Install(_) | Command::Uninstall(_) => {
+            anyhow::bail!("install and uninstall are run by main, not by cli::run")
         }
         Command::Apply(a) => commands::apply::run(a, g).await,
         Command::Get(a) => commands::get::run(a, g).await,

@@ -47,7 +47,8 @@ impl Bus {
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_clean_session(true);
         opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);
-        let (client, eventloop) = AsyncClient::new(opts, 1024);
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        crate::util::mqtt_net::tune(&mut eventloop);
         let (sessions, _) = watch::channel(0);
         Ok((
             Arc::new(Bus {
@@ -63,9 +64,13 @@ impl Bus {
         self.sessions.subscribe()
     }
 
+    /// QoS 0 on purpose: the whole desired picture is republished on every new session, so a
+    /// message lost with a dropped connection is resent anyway; and QoS 1's PUBACK from the
+    /// broker (which does not set TCP_NODELAY) stalls the broker's next write to us behind our
+    /// delayed ACK for ~40 ms — the status report that follows a bind.
     pub async fn publish_retained(&self, topic: String, payload: Vec<u8>) -> Result<(), BusError> {
         self.client
-            .publish(topic, QoS::AtLeastOnce, true, payload)
+            .publish(topic, QoS::AtMostOnce, true, payload)
             .await?;
         Ok(())
     }
@@ -161,6 +166,7 @@ impl Bus {
                     self.sessions.send_modify(|n| *n += 1);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
+                    tracing::trace!(topic = %p.topic, "mqtt message");
                     if p.topic.contains("/rpc/resp/") {
                         self.route_rpc(&p.topic, &p.payload);
                         continue;

@@ -164,6 +164,7 @@ pub fn handle(store: &Store, liveness: &Liveness, msg: &Incoming) -> Result<(), 
         }
         Topic::Observed { node, ns, pod } => {
             let obs: ObservedPod = proto::decode(topic, &msg.payload)?;
+            tracing::debug!(%pod, phase = %obs.status.phase, "observed status received");
             observe(store, node, ns, pod, obs)
         }
         _ => Err(refused(topic, "not a topic workers publish to")),

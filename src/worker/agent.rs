@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::join::Credentials;
 use super::pods::manager::{Desired, Manager, Report};
+use super::state::DesiredFile;
 use crate::api::Pod;
 use crate::proto::{
     self, topics, topics::Topic, DesiredPod, ObservedPod, RpcCall, RpcRequest, RpcResponse,
@@ -24,6 +25,28 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// On shutdown, stop every pod (else leave containers running).
     pub stop_pods_on_exit: bool,
+    /// The desired set persisted by a previous agent (empty if none): run before the broker
+    /// answers, replaced piece by piece as retained messages arrive.
+    pub desired: Desired,
+    /// Where the desired set is persisted whenever it changes.
+    pub desired_file: DesiredFile,
+}
+
+/// Reconnect delays: start small, double, stay short so a node is Ready again within a few
+/// seconds of its broker's return (a refused connect to a down broker costs nothing).
+const RECONNECT_MIN: Duration = Duration::from_millis(200);
+const RECONNECT_MAX: Duration = Duration::from_millis(1600);
+
+/// Random extra delay up to half of `d`, so a fleet does not reconnect in lockstep after a
+/// broker restart.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = match getrandom::fill(&mut b) {
+        Ok(()) => u16::from_le_bytes(b),
+        // No entropy: fall back on the pid, which still differs between boards.
+        Err(_) => std::process::id() as u16,
+    };
+    d / 2 * u32::from(r) / u32::from(u16::MAX)
 }
 
 type Shared<T> = Arc<Mutex<T>>;
@@ -33,7 +56,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub async fn run<R: Runtime>(
-    cfg: AgentConfig,
+    mut cfg: AgentConfig,
     mut manager: Manager<R>,
     mut reports: mpsc::Receiver<Report>,
     mut shutdown: watch::Receiver<bool>,
@@ -52,23 +75,29 @@ pub async fn run<R: Runtime>(
         true,
     ));
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
+    crate::util::mqtt_net::tune(&mut eventloop);
+    // The MQTT event loop runs in its own task so it is polled continuously: a `select!` that
+    // drops a half-done `poll()` whenever another branch wins delayed publishes until the next
+    // one pushed them out (status reports arrived in pairs, tens of ms late).
+    let (events_tx, mut events) = mpsc::channel::<Result<Event, String>>(1024);
+    let pump = tokio::spawn(pump_events(eventloop, events_tx));
 
-    let mut desired = Desired::default();
+    let mut desired = std::mem::take(&mut cfg.desired);
+    // Persisted pods run now, master or not (edge autonomy); running ones were adopted.
+    manager.reconcile(&desired);
     // Last status sent per pod uid, resent after a reconnect (the master may have missed it).
     let mut observed: HashMap<String, (String, String, Vec<u8>)> = HashMap::new();
     let running: Shared<HashSet<String>> = Arc::default();
     let cancels: Shared<HashMap<String, watch::Sender<bool>>> = Arc::default();
     let logs_dir = manager.logs_dir();
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
-    let mut backoff = Duration::from_millis(200);
     let mut connected = false;
 
     loop {
         tokio::select! {
-            ev = eventloop.poll() => match ev {
+            Some(ev) = events.recv() => match ev {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected = true;
-                    backoff = Duration::from_millis(200);
                     tracing::info!(node = %node, "connected to broker");
                     let _ = client.try_subscribe(topics::desired_filter(&node), QoS::AtLeastOnce);
                     let _ = client.try_subscribe(topics::rpc_request(&node), QoS::AtLeastOnce);
@@ -77,11 +106,16 @@ pub async fn run<R: Runtime>(
                     let info = proto::NodeInfo { v: proto::VERSION, node: super::platform::node(&node, &cfg.labels, ip) };
                     let _ = client.try_publish(topics::info(&node), QoS::AtLeastOnce, true, proto::encode(&info));
                     for (ns, name, payload) in observed.values() {
-                        let _ = client.try_publish(topics::observed(&node, ns, name), QoS::AtLeastOnce, false, payload.clone());
+                        let _ = client.try_publish(topics::observed(&node, ns, name), QoS::AtMostOnce, false, payload.clone());
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     handle_publish(&node, &p.topic, &p.payload, &mut desired, &client, &logs_dir, &running, &cancels);
+                    match cfg.desired_file.save(&desired) {
+                        Ok(true) => tracing::debug!("desired state persisted"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "desired state not persisted; pods keep running"),
+                    }
                     manager.reconcile(&desired);
                 }
                 Ok(_) => {}
@@ -90,19 +124,18 @@ pub async fn run<R: Runtime>(
                         tracing::warn!(error = %e, "broker connection lost; pods keep running");
                         connected = false;
                     }
-                    // Jitter so a fleet does not reconnect in lockstep after a broker restart.
-                    let jitter = Duration::from_millis(u64::from(std::process::id() % 250));
-                    tokio::time::sleep(backoff + jitter).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
             },
             Some(r) = reports.recv() => match r {
                 Report::Status { pod, status } => {
                     lock(&running).insert(pod.metadata.uid.clone());
+                    tracing::debug!(pod = %pod.metadata.name, phase = %status.phase, "publishing observed status");
                     let msg = ObservedPod { v: proto::VERSION, uid: pod.metadata.uid.clone(), generation: pod.metadata.generation, gone: false, status };
                     let payload = proto::encode(&msg);
                     let (ns, name) = (pod.metadata.ns().to_string(), pod.metadata.name.clone());
-                    let _ = client.try_publish(topics::observed(&node, &ns, &name), QoS::AtLeastOnce, false, payload.clone());
+                    // QoS 0: status is level-triggered (resent after every reconnect), and the broker's
+                    // PUBACK would stall its next write to us behind our delayed ACK (see master::bus).
+                    let _ = client.try_publish(topics::observed(&node, &ns, &name), QoS::AtMostOnce, false, payload.clone());
                     observed.insert(pod.metadata.uid.clone(), (ns, name, payload));
                 }
                 Report::Stopped { pod } => {
@@ -130,13 +163,12 @@ pub async fn run<R: Runtime>(
                     loop {
                         tokio::select! {
                             _ = &mut stopping => break,
-                            ev = eventloop.poll() => if ev.is_err() {
-                                tokio::time::sleep(Duration::from_millis(200)).await;
-                            },
+                            // Keep draining so the event pump never blocks on a full channel.
+                            _ = events.recv() => {},
                             Some(r) = reports.recv() => {
                                 if let Report::Status { pod, status } = r {
                                     let msg = ObservedPod { v: proto::VERSION, uid: pod.metadata.uid.clone(), generation: pod.metadata.generation, gone: false, status };
-                                    let _ = client.try_publish(topics::observed(&node, pod.metadata.ns(), &pod.metadata.name), QoS::AtLeastOnce, false, proto::encode(&msg));
+                                    let _ = client.try_publish(topics::observed(&node, pod.metadata.ns(), &pod.metadata.name), QoS::AtMostOnce, false, proto::encode(&msg));
                                 }
                             }
                         }
@@ -146,9 +178,40 @@ pub async fn run<R: Runtime>(
                 // Let the eventloop flush the offline message and the disconnect.
                 let _ = client.try_disconnect();
                 let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                    while eventloop.poll().await.is_ok() {}
+                    while let Some(Ok(_)) = events.recv().await {}
                 }).await;
+                pump.abort();
                 return Ok(());
+            }
+        }
+    }
+}
+
+/// Polls the MQTT event loop forever, reconnecting with backoff and jitter, and hands the
+/// agent what it acts on: connection acks, incoming publishes and errors.
+async fn pump_events(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<Result<Event, String>>) {
+    let mut backoff = RECONNECT_MIN;
+    loop {
+        match eventloop.poll().await {
+            Ok(ev @ Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = RECONNECT_MIN;
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(ev @ Event::Incoming(Packet::Publish(_))) => {
+                if tx.send(Ok(ev)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if tx.send(Err(e.to_string())).await.is_err() {
+                    return;
+                }
+                // Forever: the pods run on regardless, and the session resyncs on return.
+                tokio::time::sleep(backoff + jitter(backoff)).await;
+                backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         }
     }

@@ -1,11 +1,14 @@
 //! The worker: joins a master over HTTP, then runs the pods the master assigns over MQTT.
 
+pub mod adoption;
 pub mod agent;
 pub mod images;
 pub mod join;
+pub mod kernel;
 pub mod platform;
 pub mod pods;
 pub mod runtime;
+pub mod state;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -91,6 +94,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         })?;
     }
     let creds_path = dir.join("node.json");
+    // With credentials from an earlier join the master need not be reachable to start.
     let creds = match join::load(&creds_path)? {
         Some(c) if c.node_name == cfg.node_name && c.master == cfg.join => c,
         _ => join::join(&cfg.join, &cfg.token, &cfg.node_name, &creds_path).await?,
@@ -101,9 +105,18 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         dir.join("state"),
         PathBuf::from("/proc/self/exe"),
     ));
-    sweep_leftovers(&runtime, &images, dir).await;
+    let (desired_file, persisted) = state::DesiredFile::open(&dir.join("state"));
+    if let Some(d) = &persisted {
+        tracing::info!(
+            pods = d.index.as_ref().map_or(0, |i| i.pods.len()),
+            "loaded persisted desired state"
+        );
+    }
+    // Containers of persisted pods are adopted, everything else a previous agent left is
+    // removed, before any pod starts.
+    let plan = adoption::adopt_or_sweep(&runtime, &images, dir, persisted.as_ref()).await;
     let (reports_tx, reports_rx) = mpsc::channel(1024);
-    let manager = Manager::new(
+    let mut manager = Manager::new(
         Env {
             runtime,
             images,
@@ -114,12 +127,15 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         },
         reports_tx,
     );
+    manager.adopt(plan.resume);
     agent::run(
         agent::AgentConfig {
             creds,
             labels: cfg.labels.clone(),
             heartbeat: cfg.heartbeat,
             stop_pods_on_exit: cfg.stop_pods_on_exit,
+            desired: persisted.unwrap_or_default(),
+            desired_file,
         },
         manager,
         reports_rx,
@@ -127,53 +143,4 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     )
     .await?;
     Ok(())
-}
-
-/// Containers a previous agent left behind (it was killed, or crashed) are stopped and removed
-/// before the new agent starts pods: until re-adoption exists, a fresh agent cannot tell their
-/// state, and a second copy of a pod must never run beside a stale one.
-async fn sweep_leftovers(
-    runtime: &Arc<LinuxRuntime>,
-    images: &Arc<images::ImageStore>,
-    dir: &std::path::Path,
-) {
-    use runtime::Runtime as _;
-    let index = dir.join("state").join(".herd-bundles");
-    let ids: Vec<String> = std::fs::read_dir(&index)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    for id in &ids {
-        tracing::warn!(container = %id, "stopping a container left by a previous agent");
-        if let Err(e) = runtime.remove(id).await {
-            tracing::warn!(container = %id, error = %e, "leftover container not fully removed");
-        }
-    }
-    let containers = dir.join("containers");
-    let pods: Vec<std::path::PathBuf> = std::fs::read_dir(&containers)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    for pod_dir in pods {
-        let attempts: Vec<std::path::PathBuf> = std::fs::read_dir(&pod_dir)
-            .map(|rd| rd.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        for a in attempts {
-            if let Err(e) = images.unmount_rootfs(&a) {
-                tracing::warn!(dir = %a.display(), error = %e, "leftover rootfs not unmounted");
-            }
-        }
-        if let Some(uid) = pod_dir.file_name().and_then(|n| n.to_str()) {
-            let cg = format!("/herd/{uid}");
-            if let Err(e) = runtime::cgroups::remove(&cg, Duration::from_secs(5)) {
-                tracing::warn!(cgroup = %cg, error = %e, "leftover pod cgroup not removed");
-            }
-        }
-        let _ = std::fs::remove_dir_all(&pod_dir);
-    }
-    if !ids.is_empty() {
-        tracing::info!(count = ids.len(), "leftover containers removed");
-    }
 }

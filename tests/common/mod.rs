@@ -146,6 +146,19 @@ impl Cluster {
 
     /// Kills the master with SIGKILL and starts it again on the same ports and data dir.
     pub fn crash_and_restart_master(&mut self) {
+        self.kill_master();
+        self.restart_master();
+    }
+
+    /// Kills the master with SIGKILL (the embedded broker goes with it).
+    pub fn kill_master(&mut self) {
+        let _ = self.master.child.kill();
+        let _ = self.master.child.wait();
+    }
+
+    /// Starts the (killed) master again on the same ports and data dir; returns once it
+    /// prints its join line.
+    pub fn restart_master(&mut self) {
         let _ = self.master.child.kill();
         let _ = self.master.child.wait();
         let api = self.api_url.trim_start_matches("http://").to_string();

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use super::adopt::{Resume, ResumeState};
 use super::containers;
 use super::probes::{self, ContainerChecker, Event};
 use super::restart::{AfterExit, Backoff};
@@ -19,6 +20,10 @@ use crate::api::{Container, ContainerStatus, Pod};
 use crate::util::time::now_rfc3339;
 use crate::worker::images::{Image, ImageStore};
 use crate::worker::runtime::{ContainerConfig, Exit, Runtime, Started};
+
+/// File in an attempt's dir naming the pod generation it was started for, so a new agent
+/// never adopts a container of a spec that has since changed.
+pub const GENERATION_FILE: &str = "generation";
 
 /// What the pod loop needs to run containers.
 pub struct Env<R: Runtime> {
@@ -72,7 +77,7 @@ fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
         signal: exit.signal,
         reason: reason.into(),
         message: String::new(),
-        started_at: Some(started_at.to_string()),
+        started_at: (!started_at.is_empty()).then(|| started_at.to_string()),
         finished_at: Some(exit.finished_at.clone()),
     }
 }
@@ -87,13 +92,45 @@ fn container_id(uid: &str, name: &str, attempt: u32) -> String {
     format!("{short}-{name}-{attempt}")
 }
 
+/// Sends one status update to the pod loop.
+async fn send(
+    updates: &mpsc::Sender<Update>,
+    index: usize,
+    status: &ContainerStatus,
+    will_restart: bool,
+) {
+    let _ = updates
+        .send(Update {
+            index,
+            status: status.clone(),
+            will_restart,
+        })
+        .await;
+}
+
+/// An attempt a previous agent left, picked up instead of starting a new one.
+enum Carried {
+    Running {
+        started_at: String,
+    },
+    Exited {
+        started_at: Option<String>,
+        exit: Exit,
+        /// No exit record: restart at once (a reboot must not add a crash-loop delay).
+        vanished: bool,
+    },
+}
+
 /// Runs one container until `stop` carries a grace period; then terminates it within it.
+/// With `resume`, continues where a previous agent left the container (see `adopt`): the
+/// same attempt, container id, log file and restart count.
 pub async fn run<R: Runtime>(
     env: Arc<Env<R>>,
     pod: Pod,
     index: usize,
     updates: mpsc::Sender<Update>,
     mut stop: watch::Receiver<Option<i64>>,
+    resume: Option<Resume>,
 ) {
     let spec: Container = pod.spec.containers[index].clone();
     let uid = pod.metadata.uid.clone();
@@ -106,138 +143,132 @@ pub async fn run<R: Runtime>(
     };
     let mut backoff = Backoff::new(env.backoff_base);
     let mut attempt: u32 = 0;
-    let send = |status: &ContainerStatus, will_restart: bool| {
-        let u = Update {
-            index,
-            status: status.clone(),
-            will_restart,
-        };
-        let tx = updates.clone();
-        async move {
-            let _ = tx.send(u).await;
+    let mut carried: Option<Carried> = None;
+    if let Some(r) = resume {
+        attempt = r.attempt;
+        // Every attempt after the first followed exactly one restart decision.
+        let restarts = r.attempt.saturating_sub(1);
+        match r.state {
+            ResumeState::Running { started_at } => {
+                backoff = Backoff::resumed(env.backoff_base, restarts);
+                carried = Some(Carried::Running { started_at });
+            }
+            ResumeState::Exited { started_at, exit } => {
+                backoff = Backoff::resumed(env.backoff_base, restarts);
+                carried = Some(Carried::Exited {
+                    started_at,
+                    exit,
+                    vanished: false,
+                });
+            }
+            ResumeState::Vanished { started_at } => {
+                backoff = Backoff::resumed(env.backoff_base, restarts);
+                let exit = Exit {
+                    exit_code: 255,
+                    signal: None,
+                    oom_killed: false,
+                    finished_at: now_rfc3339(),
+                };
+                carried = Some(Carried::Exited {
+                    started_at,
+                    exit,
+                    vanished: true,
+                });
+            }
+            ResumeState::Fresh => {}
         }
-    };
-    send(&status, true).await;
+    }
+    send(&updates, index, &status, true).await;
     loop {
         if stop.borrow().is_some() {
             return;
         }
-        let image = match resolve(&env, &spec.image).await {
-            Ok(img) => img,
-            Err(message) => {
-                status.state = waiting("ErrImageNeverPull", message);
-                send(&status, true).await;
-                if wait_or_stop(&mut stop, Duration::from_secs(5)).await {
-                    return;
-                }
-                continue;
+        let (id, dir, started, exited) = match carried.take() {
+            Some(Carried::Running { started_at }) => {
+                let (id, dir) = attempt_paths(&env, &uid, &spec.name, attempt);
+                status.image_id = resolve(&env, &spec.image)
+                    .await
+                    .map(|i| i.id)
+                    .unwrap_or_default();
+                tracing::info!(container = %spec.name, %id, "re-adopted running container");
+                (id, dir, started_at, None)
             }
-        };
-        attempt += 1;
-        let id = container_id(&uid, &spec.name, attempt);
-        let dir = env
-            .containers_dir
-            .join(&uid)
-            .join(format!("{}-{attempt}", spec.name));
-        let outcome = start_one(&env, &pod, &spec, &image, &id, &dir, attempt).await;
-        let started = match outcome {
-            Ok(s) => s,
-            Err(message) => {
-                tracing::warn!(container = %spec.name, %message, "container did not start");
-                cleanup(&env, &id, &dir).await;
-                status.state = waiting("CreateContainerError", message);
-                send(&status, true).await;
-                let delay =
-                    match backoff.on_exit(crate::api::RestartPolicy::Always, 1, Duration::ZERO) {
-                        AfterExit::RestartIn(d) => d,
-                        AfterExit::Stay => env.backoff_base,
-                    };
-                if wait_or_stop(&mut stop, delay).await {
-                    return;
+            Some(Carried::Exited {
+                started_at,
+                exit,
+                vanished,
+            }) => {
+                let (id, dir) = attempt_paths(&env, &uid, &spec.name, attempt);
+                tracing::info!(container = %spec.name, %id, exit_code = exit.exit_code, vanished, "container exited while no agent watched");
+                (
+                    id,
+                    dir,
+                    started_at.unwrap_or_default(),
+                    Some((exit, vanished)),
+                )
+            }
+            None => {
+                let image = match resolve(&env, &spec.image).await {
+                    Ok(img) => img,
+                    Err(message) => {
+                        status.state = waiting("ErrImageNeverPull", message);
+                        send(&updates, index, &status, true).await;
+                        if wait_or_stop(&mut stop, Duration::from_secs(5)).await {
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                attempt += 1;
+                let (id, dir) = attempt_paths(&env, &uid, &spec.name, attempt);
+                let outcome = start_one(&env, &pod, &spec, &image, &id, &dir, attempt).await;
+                match outcome {
+                    Ok(s) => {
+                        status.image_id = image.id.clone();
+                        (id, dir, s.started_at, None)
+                    }
+                    Err(message) => {
+                        tracing::warn!(container = %spec.name, %message, "container did not start");
+                        cleanup(&env, &id, &dir).await;
+                        status.state = waiting("CreateContainerError", message);
+                        send(&updates, index, &status, true).await;
+                        let delay = match backoff.on_exit(
+                            crate::api::RestartPolicy::Always,
+                            1,
+                            Duration::ZERO,
+                        ) {
+                            AfterExit::RestartIn(d) => d,
+                            AfterExit::Stay => env.backoff_base,
+                        };
+                        if wait_or_stop(&mut stop, delay).await {
+                            return;
+                        }
+                        continue;
+                    }
                 }
-                continue;
             }
         };
         let run_start = Instant::now();
-        let Started {
-            started_at: started,
-            ..
-        } = started;
-        status.state = ContainerState {
-            running: Some(StateRunning {
-                started_at: Some(started.clone()),
-            }),
-            ..Default::default()
-        };
-        // Without probes a running container is started and ready at once, as before.
-        let probe_list = probes::of(&spec);
-        let has = |k: ProbeKind| probe_list.iter().any(|(kind, _)| *kind == k);
-        let (has_startup, has_readiness) = (has(ProbeKind::Startup), has(ProbeKind::Readiness));
-        status.started = Some(!has_startup);
-        status.ready = !has_startup && !has_readiness;
-        status.image_id = image.id.clone();
         status.container_id = format!("herd://{id}");
         status.restart_count = backoff.restart_count;
-        send(&status, true).await;
-
-        // Dropping the set (any way out of this attempt) cancels the prober and its checks.
-        let mut prober = JoinSet::new();
-        let (probe_tx, mut probe_rx) = mpsc::channel::<Event>(8);
-        if !probe_list.is_empty() {
-            let checker = ContainerChecker {
-                runtime: env.runtime.clone(),
-                id: id.clone(),
-                ports: spec.ports.clone(),
-            };
-            prober.spawn(
-                probes::runner::run(Arc::new(checker), probe_list.clone(), probe_tx)
-                    .in_current_span(),
-            );
-        } else {
-            drop(probe_tx);
-        }
-        // Set when a probe kill ends this attempt: the message for `terminated.message`.
-        let mut probe_kill: Option<String> = None;
-        let exited = env.runtime.wait(&id);
-        tokio::pin!(exited);
-        let exit = loop {
-            tokio::select! {
-                e = &mut exited => break e,
-                // Copy the grace out inside the block so no watch guard lives across an await.
-                g = async { stop.wait_for(|s| s.is_some()).await.map(|r| r.unwrap_or(30)).unwrap_or(30) } => {
-                    let grace = g.max(0) as u64;
-                    break terminate(&env, &id, Duration::from_secs(grace)).await;
-                }
-                Some(event) = probe_rx.recv() => match event {
-                    Event::Started => {
-                        status.started = Some(true);
-                        status.ready = !has_readiness;
-                        send(&status, true).await;
-                    }
-                    Event::Ready(ready) => {
-                        status.ready = ready;
-                        send(&status, true).await;
-                    }
-                    Event::Kill { kind, message } => {
-                        tracing::warn!(
-                            container = %spec.name,
-                            %message,
-                            "container failed its {} probe, will be terminated",
-                            kind.field()
-                        );
-                        let grace = probe_list
-                            .iter()
-                            .find(|(k, _)| *k == kind)
-                            .and_then(|(_, p)| p.termination_grace_period_seconds)
-                            .unwrap_or(pod.spec.grace_seconds())
-                            .max(0) as u64;
-                        probe_kill = Some(message);
-                        break terminate(&env, &id, Duration::from_secs(grace)).await;
-                    }
-                },
+        let (exit, probe_kill, vanished) = match exited {
+            Some((exit, vanished)) => (Ok(exit), None, vanished),
+            None => {
+                let (exit, probe_kill) = supervise(
+                    &env,
+                    &pod,
+                    &spec,
+                    index,
+                    &id,
+                    &started,
+                    &mut status,
+                    &updates,
+                    &mut stop,
+                )
+                .await;
+                (exit, probe_kill, false)
             }
         };
-        drop(prober);
         cleanup(&env, &id, &dir).await;
         let exit = exit.unwrap_or_else(|e| {
             tracing::warn!(container = %spec.name, error = %e, "lost track of container exit");
@@ -258,6 +289,9 @@ pub async fn run<R: Runtime>(
         if let Some(message) = probe_kill {
             term.message = message;
         }
+        if vanished {
+            term.message = "container vanished while no agent was running (reboot?)".into();
+        }
         status.ready = false;
         status.started = Some(false);
         if stop.borrow().is_some() {
@@ -265,11 +299,12 @@ pub async fn run<R: Runtime>(
                 terminated: Some(term),
                 ..Default::default()
             };
-            send(&status, false).await;
+            send(&updates, index, &status, false).await;
             return;
         }
         match backoff.on_exit(policy, policy_code, run_start.elapsed()) {
             AfterExit::RestartIn(delay) => {
+                let delay = if vanished { Duration::ZERO } else { delay };
                 status.last_state = ContainerState {
                     terminated: Some(term),
                     ..Default::default()
@@ -284,7 +319,7 @@ pub async fn run<R: Runtime>(
                         pod.metadata.name
                     ),
                 );
-                send(&status, true).await;
+                send(&updates, index, &status, true).await;
                 if wait_or_stop(&mut stop, delay).await {
                     return;
                 }
@@ -294,12 +329,118 @@ pub async fn run<R: Runtime>(
                     terminated: Some(term),
                     ..Default::default()
                 };
-                send(&status, false).await;
+                send(&updates, index, &status, false).await;
                 let _ = stop.wait_for(|s| s.is_some()).await;
                 return;
             }
         }
     }
+}
+
+/// Container id and dir of one attempt.
+fn attempt_paths<R: Runtime>(
+    env: &Env<R>,
+    uid: &str,
+    name: &str,
+    attempt: u32,
+) -> (String, PathBuf) {
+    let id = container_id(uid, name, attempt);
+    let dir = env
+        .containers_dir
+        .join(uid)
+        .join(format!("{name}-{attempt}"));
+    (id, dir)
+}
+
+/// One running attempt: reports it running, probes it, and waits for its exit or a stop
+/// (then terminates it). Returns the exit and, if a probe killed it, the probe's message.
+#[allow(clippy::too_many_arguments)]
+async fn supervise<R: Runtime>(
+    env: &Arc<Env<R>>,
+    pod: &Pod,
+    spec: &Container,
+    index: usize,
+    id: &str,
+    started: &str,
+    status: &mut ContainerStatus,
+    updates: &mpsc::Sender<Update>,
+    stop: &mut watch::Receiver<Option<i64>>,
+) -> (
+    Result<Exit, crate::worker::runtime::RuntimeError>,
+    Option<String>,
+) {
+    status.state = ContainerState {
+        running: Some(StateRunning {
+            started_at: Some(started.to_string()),
+        }),
+        ..Default::default()
+    };
+    // Without probes a running container is started and ready at once, as before.
+    let probe_list = probes::of(spec);
+    let has = |k: ProbeKind| probe_list.iter().any(|(kind, _)| *kind == k);
+    let (has_startup, has_readiness) = (has(ProbeKind::Startup), has(ProbeKind::Readiness));
+    status.started = Some(!has_startup);
+    status.ready = !has_startup && !has_readiness;
+    send(updates, index, status, true).await;
+
+    // Dropping the set (any way out of this attempt) cancels the prober and its checks.
+    let mut prober = JoinSet::new();
+    let (probe_tx, mut probe_rx) = mpsc::channel::<Event>(8);
+    if !probe_list.is_empty() {
+        let checker = ContainerChecker {
+            runtime: env.runtime.clone(),
+            id: id.to_string(),
+            ports: spec.ports.clone(),
+        };
+        prober.spawn(
+            probes::runner::run(Arc::new(checker), probe_list.clone(), probe_tx).in_current_span(),
+        );
+    } else {
+        drop(probe_tx);
+    }
+    // Set when a probe kill ends this attempt: the message for `terminated.message`.
+    let mut probe_kill: Option<String> = None;
+    let exited = env.runtime.wait(id);
+    tokio::pin!(exited);
+    let exit = loop {
+        tokio::select! {
+            e = &mut exited => break e,
+            // Copy the grace out inside the block so no watch guard lives across an await.
+            g = async { stop.wait_for(|s| s.is_some()).await.map(|r| r.unwrap_or(30)).unwrap_or(30) } => {
+                let grace = g.max(0) as u64;
+                break terminate(env, id, Duration::from_secs(grace)).await;
+            }
+            Some(event) = probe_rx.recv() => match event {
+                Event::Started => {
+                    status.started = Some(true);
+                    status.ready = !has_readiness;
+                    send(updates, index, status, true).await;
+                }
+                Event::Ready(ready) => {
+                    status.ready = ready;
+                    send(updates, index, status, true).await;
+                }
+                Event::Kill { kind, message } => {
+                    tracing::warn!(
+                        container = %spec.name,
+                        %message,
+                        "container failed its {} probe, will be terminated",
+                        kind.field()
+                    );
+                    let grace = probe_list
+                        .iter()
+                        .find(|(k, _)| *k == kind)
+                        .and_then(|(_, p)| p.termination_grace_period_seconds)
+                        .unwrap_or(pod.spec.grace_seconds())
+                        .max(0) as u64;
+                    probe_kill = Some(message);
+                    break terminate(env, id, Duration::from_secs(grace)).await;
+                }
+            },
+        }
+    };
+    drop(prober);
+    (exit, probe_kill)
 }
 
 /// True if stopped while waiting.
@@ -349,6 +490,13 @@ async fn start_one<R: Runtime>(
         std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Tiny, and written once per start (a start writes far more anyway); no fsync: after a
+    // power cut the container is gone and a missing file only means "current generation".
+    std::fs::write(
+        dir.join(GENERATION_FILE),
+        pod.metadata.generation.to_string(),
+    )
+    .map_err(|e| format!("{}: {e}", dir.display()))?;
     let images = env.images.clone();
     let (img, d) = (image.clone(), dir.to_path_buf());
     let rootfs = tokio::task::spawn_blocking(move || images.mount_rootfs(&img, &d))

@@ -160,7 +160,26 @@ pub fn resources(c: &Container) -> Result<Resources, SpecError> {
         cpu_period_us: cpu_limit.map(|_| CPU_PERIOD_US),
         cpu_shares: cpu_request.map(|m| (m.saturating_mul(1024) / 1000).max(2)),
         pids_limit: Some(PIDS_LIMIT),
+        oom_score_adj: Some(oom_score_adj(c)),
     })
+}
+
+/// Kubernetes' QoS classes, per container: no requests or limits (BestEffort) is killed
+/// first; cpu and memory limits with requests equal to them (Guaranteed) last; anything else
+/// (Burstable) in between.
+pub fn oom_score_adj(c: &Container) -> i32 {
+    let (req, lim) = (&c.resources.requests, &c.resources.limits);
+    if req.is_empty() && lim.is_empty() {
+        return 1000;
+    }
+    let guaranteed = ["cpu", "memory"]
+        .iter()
+        .all(|k| lim.contains_key(*k) && req.get(*k).is_none_or(|r| Some(r) == lim.get(*k)));
+    if guaranteed {
+        -997
+    } else {
+        500
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +251,18 @@ mod tests {
         c.working_dir = Some("/srv".into());
         assert_eq!(cwd(&c, &img()), "/srv");
         assert_eq!(cwd(&ctr(), &ImageConfig::default()), "/");
+    }
+
+    #[test]
+    fn qos_classes_set_the_oom_score() {
+        let mut c = ctr();
+        assert_eq!(oom_score_adj(&c), 1000);
+        c.resources.requests.insert("memory".into(), "16Mi".into());
+        assert_eq!(oom_score_adj(&c), 500);
+        c.resources.requests.clear();
+        c.resources.limits.insert("memory".into(), "16Mi".into());
+        c.resources.limits.insert("cpu".into(), "1".into());
+        assert_eq!(oom_score_adj(&c), -997);
     }
 
     #[test]

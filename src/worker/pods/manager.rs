@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
+use super::adopt::{Resume, ResumeState, Resumes};
 use super::container::{self, Env, Update};
 use super::phase;
 use crate::api::{ContainerStatus, Pod, PodStatus};
@@ -18,7 +19,7 @@ use crate::worker::runtime::Runtime;
 
 /// What the master wants, as last received. `index: None` until the first index arrives:
 /// until then nothing is stopped (a fresh session must not kill pods it has not heard of yet).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Desired {
     pub index: Option<DesiredIndex>,
     pub specs: BTreeMap<(String, String), Pod>,
@@ -64,6 +65,8 @@ pub struct Manager<R: Runtime> {
     env: Arc<Env<R>>,
     running: HashMap<String, Running>,
     reports: mpsc::Sender<Report>,
+    /// Containers a previous agent left, per pod uid, handed to the pod's loop when it starts.
+    resumes: Resumes,
 }
 
 impl<R: Runtime> Manager<R> {
@@ -72,7 +75,14 @@ impl<R: Runtime> Manager<R> {
             env: Arc::new(env),
             running: HashMap::new(),
             reports,
+            resumes: Resumes::new(),
         }
+    }
+
+    /// Containers to re-adopt (from `adopt::plan`) when their pods start; call before the
+    /// first `reconcile`.
+    pub fn adopt(&mut self, resumes: Resumes) {
+        self.resumes = resumes;
     }
 
     pub fn logs_dir(&self) -> PathBuf {
@@ -149,8 +159,16 @@ impl<R: Runtime> Manager<R> {
     fn spawn(&mut self, pod: Pod) {
         let (stop, stop_rx) = watch::channel(None);
         let span = tracing::info_span!("pod", pod = %format!("{}/{}", pod.metadata.ns(), pod.metadata.name), uid = %pod.metadata.uid);
+        let resume = self.resumes.remove(&pod.metadata.uid).unwrap_or_default();
         let task = tokio::spawn(
-            run_pod(self.env.clone(), pod.clone(), stop_rx, self.reports.clone()).instrument(span),
+            run_pod(
+                self.env.clone(),
+                pod.clone(),
+                stop_rx,
+                self.reports.clone(),
+                resume,
+            )
+            .instrument(span),
         );
         self.running
             .insert(pod.metadata.uid.clone(), Running { pod, stop, task });
@@ -162,13 +180,28 @@ async fn run_pod<R: Runtime>(
     pod: Pod,
     stop: watch::Receiver<Option<i64>>,
     reports: mpsc::Sender<Report>,
+    mut resume: HashMap<String, Resume>,
 ) {
-    tracing::info!("starting pod");
+    // An adopted pod started when its oldest running container did, not now.
+    let adopted_start = resume
+        .values()
+        .filter_map(|r| match &r.state {
+            ResumeState::Running { started_at } => Some(started_at.clone()),
+            _ => None,
+        })
+        .min();
+    if resume.is_empty() {
+        tracing::info!("starting pod");
+    } else {
+        tracing::info!(containers = resume.len(), "re-adopting pod");
+    }
     let n = pod.spec.containers.len();
     let (tx, mut rx) = mpsc::channel::<Update>(64);
     for i in 0..n {
+        let r = resume.remove(&pod.spec.containers[i].name);
         tokio::spawn(
-            container::run(env.clone(), pod.clone(), i, tx.clone(), stop.clone()).in_current_span(),
+            container::run(env.clone(), pod.clone(), i, tx.clone(), stop.clone(), r)
+                .in_current_span(),
         );
     }
     drop(tx);
@@ -184,7 +217,7 @@ async fn run_pod<R: Runtime>(
         .collect();
     let mut restarting = vec![true; n];
     let mut status = PodStatus {
-        start_time: Some(now_rfc3339()),
+        start_time: Some(adopted_start.unwrap_or_else(now_rfc3339)),
         ..Default::default()
     };
     while let Some(u) = rx.recv().await {

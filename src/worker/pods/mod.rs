@@ -2,6 +2,7 @@
 //! `probes::machine`) and the I/O shell that drives the runtime (`container`, `manager`,
 //! `probes::runner`).
 
+pub mod adopt;
 pub mod container;
 pub mod containers;
 pub mod manager;

@@ -36,6 +36,24 @@ impl Backoff {
         }
     }
 
+    /// The state a container loop had after `restart_count` restarts, for a new agent that
+    /// re-adopts a container: the count it reports stays the same and the next delay is
+    /// where the old agent would have been (doubling from `base`, capped).
+    pub fn resumed(base: Duration, restart_count: u32) -> Self {
+        let mut next = base;
+        for _ in 0..restart_count {
+            next = (next * 2).min(MAX_BACKOFF);
+            if next == MAX_BACKOFF {
+                break;
+            }
+        }
+        Backoff {
+            base,
+            next,
+            restart_count,
+        }
+    }
+
     /// Decides what follows an exit after the container ran for `ran_for`.
     pub fn on_exit(
         &mut self,
@@ -94,6 +112,25 @@ mod tests {
             AfterExit::RestartIn(S(10))
         );
         assert_eq!(b.restart_count, 1);
+    }
+
+    #[test]
+    fn a_resumed_backoff_keeps_the_count_and_continues_the_doubling() {
+        let mut fresh = Backoff::new(S(10));
+        for _ in 0..3 {
+            fresh.on_exit(RestartPolicy::Always, 1, S(1));
+        }
+        let mut resumed = Backoff::resumed(S(10), 3);
+        assert_eq!(resumed, fresh);
+        assert_eq!(
+            resumed.on_exit(RestartPolicy::Always, 1, S(1)),
+            AfterExit::RestartIn(S(80))
+        );
+        assert_eq!(resumed.restart_count, 4);
+        assert_eq!(
+            Backoff::resumed(S(10), 1000).on_exit(RestartPolicy::Always, 1, S(1)),
+            AfterExit::RestartIn(MAX_BACKOFF)
+        );
     }
 
     #[test]

@@ -275,6 +275,10 @@ fn mounts() -> Vec<Mount> {
 }
 
 /// Builds the spec for `cfg` with an already resolved user. Pure.
+/// For containers with no QoS-derived score: between the protected agent (-900) and the
+/// kernel default, so a runaway pod goes before the OS but after best-effort ones.
+pub const DEFAULT_OOM_SCORE_ADJ: i32 = 0;
+
 pub fn spec_for(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Spec, BundleError> {
     if cfg.args.is_empty() {
         return Err(BundleError::NoArgs { id: cfg.id.clone() });
@@ -330,7 +334,9 @@ pub fn spec_for(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Spec, Bund
         .set_no_new_privileges(Some(true))
         .set_capabilities(Some(default_capabilities()))
         .set_rlimits(Some(vec![nofile]))
-        .set_oom_score_adj(None);
+        .set_oom_score_adj(Some(
+            cfg.resources.oom_score_adj.unwrap_or(DEFAULT_OOM_SCORE_ADJ),
+        ));
     spec.set_process(Some(process));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
@@ -437,6 +443,7 @@ mod tests {
                 cpu_period_us: Some(100_000),
                 cpu_shares: Some(512),
                 pids_limit: Some(100),
+                oom_score_adj: None,
             },
             cgroup_path: "/herd/pod1/abc-web-0".into(),
             log_path: "/b/log".into(),

@@ -26,6 +26,20 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// from container ids, which are `[a-z0-9-]`.
 const INDEX_DIR: &str = ".herd-bundles";
 
+/// What became of an indexed container while no agent watched it (see [`LinuxRuntime::observe`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Observed {
+    /// Its shim is alive and the container has started and not exited.
+    Running(ShimState),
+    /// The shim recorded the exit (`state` is `None` if it never recorded a start).
+    Exited {
+        state: Option<ShimState>,
+        exit: Exit,
+    },
+    /// No live shim and no exit record: it never started, or its shim was killed (a reboot).
+    Gone,
+}
+
 /// Containers via per-container shims. Cheap to share (`Arc` inside).
 #[derive(Clone)]
 pub struct LinuxRuntime {
@@ -119,6 +133,45 @@ impl LinuxRuntime {
     /// The exit record, if the container has exited.
     pub fn exit_record(&self, id: &str) -> Option<Exit> {
         read_json(&self.bundle_dir(id)?.join(shim::EXIT_FILE))
+    }
+
+    /// Every container id in the on-disk index with its bundle dir: all a previous agent may
+    /// have left running, for re-adoption.
+    pub fn indexed(&self) -> Vec<(String, PathBuf)> {
+        let index = self.inner.state_root.join(INDEX_DIR);
+        let Ok(rd) = std::fs::read_dir(&index) else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, PathBuf)> = rd
+            .flatten()
+            .filter_map(|e| {
+                let id = e.file_name().to_str()?.to_string();
+                let bundle = std::fs::read_link(e.path()).ok()?;
+                valid_id(&id).then_some((id, bundle))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Whether `id` still runs, exited (with its recorded exit), or is gone. The exit record is
+    /// checked first: a shim that wrote it may still be cleaning up.
+    pub fn observe(&self, id: &str) -> Observed {
+        let Some(bundle) = self.bundle_dir(id) else {
+            return Observed::Gone;
+        };
+        let state: Option<ShimState> = read_json(&bundle.join(shim::STATE_FILE));
+        if let Some(exit) = read_json::<Exit>(&bundle.join(shim::EXIT_FILE)) {
+            return Observed::Exited { state, exit };
+        }
+        match (state, Self::shim_pidfd(&bundle)) {
+            (Some(st), Some(_)) => Observed::Running(st),
+            // The shim may have written the record and exited between the two looks.
+            (state, _) => match read_json::<Exit>(&bundle.join(shim::EXIT_FILE)) {
+                Some(exit) => Observed::Exited { state, exit },
+                None => Observed::Gone,
+            },
+        }
     }
 
     async fn sealed_exe(&self) -> Option<Arc<OwnedFd>> {

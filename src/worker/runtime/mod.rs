@@ -17,7 +17,7 @@ pub mod shim;
 pub mod sys;
 
 pub use exec::ExecOutput;
-pub use linux::LinuxRuntime;
+pub use linux::{LinuxRuntime, Observed};
 
 use std::path::PathBuf;
 
@@ -57,6 +57,10 @@ pub struct Resources {
     /// cgroup v1 cpu.shares (v2 weight derived from it), from the cpu request.
     pub cpu_shares: Option<u64>,
     pub pids_limit: Option<i64>,
+    /// The container's OOM-killer preference (Kubernetes' QoS scores). Always set: left unset,
+    /// containers would inherit the agent's protective -900 and outlive the OS under pressure.
+    #[serde(default)]
+    pub oom_score_adj: Option<i32>,
 }
 
 /// A container that was started.

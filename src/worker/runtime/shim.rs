@@ -238,7 +238,13 @@ fn create_and_start(cfg: &ContainerConfig, root: &Path) -> Result<Running, Strin
     // Rust ignores SIGPIPE and an ignored signal stays ignored across execve: restore the
     // default for the container's processes only while libcontainer forks them.
     set_sigpipe(libc::SIG_DFL);
+    // libcontainer writes the container's oom_score_adj into the *caller's* /proc/self too:
+    // keep the shim's own score (it must outlive its container to record the exit).
+    let own_oom = std::fs::read_to_string("/proc/self/oom_score_adj").ok();
     let built = builder.build();
+    if let Some(v) = own_oom {
+        let _ = std::fs::write("/proc/self/oom_score_adj", v.trim());
+    }
     set_sigpipe(libc::SIG_IGN);
     let mut container = match built {
         Ok(c) => c,

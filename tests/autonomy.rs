@@ -1,0 +1,368 @@
+//! Edge autonomy on real processes: agent restarts re-adopt running containers, pods keep
+//! running and restarting while the master (and its embedded broker) is down, and a rebooted
+//! worker starts its pods from persisted desired state before the master returns.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use nix::sys::signal::Signal;
+
+fn deployment(name: &str, replicas: u32) -> String {
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {name}
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: {name}
+  template:
+    metadata:
+      labels:
+        app: {name}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers:
+      - name: main
+        image: busybox
+        command: [\"sh\", \"-c\", \"echo hello-from-$HOSTNAME; exec sleep 600\"]
+"
+    )
+}
+
+const CRASHER: &str = "apiVersion: v1
+kind: Pod
+metadata:
+  name: crash
+spec:
+  restartPolicy: Always
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: busybox
+    command: [\"sh\", \"-c\", \"echo boom; exit 1\"]
+";
+
+fn pods_of(c: &Cluster, app: &str) -> Vec<serde_json::Value> {
+    c.get_json(&["get", "pods", "-l", &format!("app={app}")])
+        .and_then(|l| l["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn is_ready(p: &serde_json::Value) -> bool {
+    p["metadata"]["deletionTimestamp"].is_null()
+        && p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Names of the app's pods and their containers' restart counts, once all `n` are Ready.
+fn ready_pods(c: &Cluster, app: &str, n: usize) -> Option<BTreeMap<String, i64>> {
+    let pods = pods_of(c, app);
+    if pods.len() != n || !pods.iter().all(is_ready) {
+        return None;
+    }
+    Some(
+        pods.iter()
+            .map(|p| {
+                let name = p["metadata"]["name"].as_str().unwrap_or("").to_string();
+                let restarts = p["status"]["containerStatuses"][0]["restartCount"]
+                    .as_i64()
+                    .unwrap_or(-1);
+                (name, restarts)
+            })
+            .collect(),
+    )
+}
+
+/// A process that exists and is not a zombie waiting to be reaped.
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let state = s.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
+            Some(state != "Z" && state != "X")
+        })
+        .unwrap_or(false)
+}
+
+/// Pids of the worker's shim processes (one per running container).
+fn shim_pids(dir: &Path) -> Vec<i32> {
+    let dir = dir.to_string_lossy().into_owned();
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+                .filter(|pid| {
+                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+                    let cmd = String::from_utf8_lossy(&cmd);
+                    cmd.contains("__shim") && cmd.contains(&dir)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids
+}
+
+/// Container id → init pid of the worker's live containers, from the shims' `state.json`.
+fn container_pids(dir: &Path) -> BTreeMap<String, i32> {
+    let mut out = BTreeMap::new();
+    let index = dir.join("state").join(".herd-bundles");
+    for e in std::fs::read_dir(index).into_iter().flatten().flatten() {
+        let Ok(bundle) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let st: Option<serde_json::Value> = std::fs::read(bundle.join("state.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        let pid = st.and_then(|v| v["pid"].as_i64()).unwrap_or(0) as i32;
+        if pid > 0 && alive(pid) && !bundle.join("exit.json").exists() {
+            out.insert(e.file_name().to_string_lossy().into_owned(), pid);
+        }
+    }
+    out
+}
+
+fn log_count(c: &Cluster, worker: &str, needle: &str) -> usize {
+    std::fs::read_to_string(c.tmp.path().join(format!("{worker}.log")))
+        .unwrap_or_default()
+        .matches(needle)
+        .count()
+}
+
+/// Stops the worker agent with `sig` and waits for it to exit (its containers stay).
+fn stop_agent(c: &mut Cluster, name: &str, sig: Signal) {
+    let w = c.worker(name);
+    let pid = nix::unistd::Pid::from_raw(w.child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, sig);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = w.child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("worker {name} did not exit after {sig}");
+}
+
+/// The highest attempt number that left a log for the pod's container on the worker.
+fn latest_attempt(dir: &Path, uid: &str, container: &str) -> u32 {
+    std::fs::read_dir(dir.join("logs").join(uid).join(container))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()?
+                .strip_suffix(".log")?
+                .parse::<u32>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn ten_agent_restarts_in_a_row_re_adopt_running_containers_without_restarting_them() {
+    let mut c = Cluster::start(&[&[]]);
+    c.wait_nodes_ready();
+    let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(&deployment("web", 3)));
+    assert!(ok, "{out} {err}");
+    let before = c.wait("3 ready replicas", Duration::from_secs(40), || {
+        ready_pods(&c, "web", 3)
+    });
+    let dir = c.workers[0].data_dir.clone();
+    let pids = c.wait("3 containers recorded", Duration::from_secs(10), || {
+        let p = container_pids(&dir);
+        (p.len() == 3).then_some(p)
+    });
+    let shims = shim_pids(&dir);
+    assert_eq!(shims.len(), 3, "one shim per container: {shims:?}");
+
+    let started = Instant::now();
+    for round in 0..10 {
+        let sig = if round % 2 == 0 {
+            Signal::SIGTERM
+        } else {
+            Signal::SIGKILL
+        };
+        stop_agent(&mut c, "w1", sig);
+        // Nothing touched the containers while no agent ran.
+        assert_eq!(
+            container_pids(&dir),
+            pids,
+            "round {round} ({sig}): agent exit"
+        );
+        c.restart_worker("w1");
+        let want = 3 * (round + 1);
+        c.wait(
+            &format!("round {round}: 3 containers re-adopted"),
+            Duration::from_secs(15),
+            || (log_count(&c, "w1", "re-adopted running container") >= want).then_some(()),
+        );
+        assert_eq!(
+            container_pids(&dir),
+            pids,
+            "round {round} ({sig}): re-adoption"
+        );
+        assert_eq!(shim_pids(&dir), shims, "round {round}: no duplicate shims");
+    }
+    eprintln!("10 agent restarts took {:?}", started.elapsed());
+    c.wait_nodes_ready();
+    let after = c.wait(
+        "3 ready replicas after the restarts",
+        Duration::from_secs(20),
+        || ready_pods(&c, "web", 3),
+    );
+    assert_eq!(after, before, "same pods, same restart counts");
+    assert!(after.values().all(|r| *r == 0), "{after:?}");
+    assert_eq!(container_pids(&dir), pids);
+    assert_eq!(shim_pids(&dir), shims);
+    let name = after.keys().next().cloned().unwrap_or_default();
+    let (ok, out, err) = c.herd(&["logs", &name], None);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains(&format!("hello-from-{name}")), "{out:?}");
+}
+
+#[test]
+fn pods_keep_running_and_restarting_while_the_master_is_down_and_catch_up_after() {
+    let mut c = Cluster::start(&[&[]]);
+    c.wait_nodes_ready();
+    let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(&deployment("web", 2)));
+    assert!(ok, "{out} {err}");
+    c.wait("2 ready replicas", Duration::from_secs(40), || {
+        ready_pods(&c, "web", 2)
+    });
+    let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(CRASHER));
+    assert!(ok, "{out} {err}");
+    let (uid, restarts) = c.wait("crash restarted once", Duration::from_secs(30), || {
+        let p = c.pod("crash")?;
+        let r = p["status"]["containerStatuses"][0]["restartCount"].as_i64()?;
+        let uid = p["metadata"]["uid"].as_str()?.to_string();
+        (r >= 1).then_some((uid, r))
+    });
+    let dir = c.workers[0].data_dir.clone();
+    let sleepers: BTreeMap<String, i32> = container_pids(&dir)
+        .into_iter()
+        .filter(|(id, _)| !id.starts_with(&uid.replace('-', "")[..12]))
+        .collect();
+    assert_eq!(sleepers.len(), 2, "{sleepers:?}");
+    let attempt_before = latest_attempt(&dir, &uid, "main");
+
+    c.kill_master();
+    let down = Instant::now();
+    let mut attempt_during = attempt_before;
+    // The scenario itself: 15 s without master or broker.
+    while down.elapsed() < Duration::from_secs(15) {
+        let now = container_pids(&dir);
+        for (id, pid) in &sleepers {
+            assert_eq!(now.get(id), Some(pid), "sleeper {id} kept running");
+        }
+        attempt_during = latest_attempt(&dir, &uid, "main");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        attempt_during >= attempt_before + 2,
+        "the crashing container kept restarting with no master: attempt {attempt_before} -> {attempt_during}"
+    );
+
+    let connects = log_count(&c, "w1", "connected to broker");
+    c.restart_master();
+    let back = Instant::now();
+    // The killed master's row still says Ready (heartbeat times are not stored), so Ready
+    // alone proves nothing: the worker's session must be back too.
+    let ready_in = c.wait(
+        "worker reconnected and node Ready after the master's return",
+        Duration::from_secs(5),
+        || {
+            (log_count(&c, "w1", "connected to broker") > connects
+                && c.node_ready("w1") == Some(true))
+            .then(|| back.elapsed())
+        },
+    );
+    eprintln!("worker reconnected, node Ready {ready_in:?} after the master's return");
+    let caught_up = c.wait(
+        "crash restartCount caught up",
+        Duration::from_secs(15),
+        || {
+            let r = c.pod("crash")?["status"]["containerStatuses"][0]["restartCount"].as_i64()?;
+            (r >= restarts + 2).then_some(r)
+        },
+    );
+    eprintln!("crash restartCount {restarts} -> {caught_up}");
+    c.wait("2 ready replicas", Duration::from_secs(15), || {
+        ready_pods(&c, "web", 2)
+    });
+    let now = container_pids(&dir);
+    for (id, pid) in &sleepers {
+        assert_eq!(
+            now.get(id),
+            Some(pid),
+            "sleeper {id} still the same process"
+        );
+    }
+    assert!(
+        c.herd(&["delete", "pod", "crash", "--grace-period", "1"], None)
+            .0
+    );
+}
+
+#[test]
+fn a_rebooted_worker_starts_its_pods_from_persisted_state_before_the_master_returns() {
+    let mut c = Cluster::start(&[&[]]);
+    c.wait_nodes_ready();
+    let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(&deployment("web", 2)));
+    assert!(ok, "{out} {err}");
+    let before = c.wait("2 ready replicas", Duration::from_secs(40), || {
+        ready_pods(&c, "web", 2)
+    });
+    let dir = c.workers[0].data_dir.clone();
+    assert!(dir.join("state").join("desired.json").exists());
+    let old = container_pids(&dir);
+    assert_eq!(old.len(), 2, "{old:?}");
+
+    // "Reboot": agent, shims and containers gone, mounts and cgroups too; the master is down.
+    stop_agent(&mut c, "w1", Signal::SIGKILL);
+    common::scrub(&dir);
+    c.wait("shims and containers dead", Duration::from_secs(10), || {
+        (shim_pids(&dir).iter().all(|p| !alive(*p)) && old.values().all(|p| !alive(*p)))
+            .then_some(())
+    });
+    c.kill_master();
+
+    let booted = Instant::now();
+    c.restart_worker("w1");
+    let new = c.wait(
+        "2 containers started with no master",
+        Duration::from_secs(20),
+        || {
+            let p = container_pids(&dir);
+            (p.len() == 2).then_some(p)
+        },
+    );
+    eprintln!(
+        "pods running {:?} after the worker started alone",
+        booted.elapsed()
+    );
+    assert!(new.values().all(|p| !old.values().any(|o| o == p)));
+    assert_eq!(shim_pids(&dir).len(), 2);
+
+    c.restart_master();
+    c.wait_nodes_ready();
+    let after = c.wait(
+        "the same 2 replicas Ready after the master's return",
+        Duration::from_secs(20),
+        || ready_pods(&c, "web", 2).filter(|m| m.keys().eq(before.keys())),
+    );
+    eprintln!("after reboot: {after:?}");
+    assert_eq!(container_pids(&dir), new, "converging restarted nothing");
+    assert_eq!(shim_pids(&dir).len(), 2, "no duplicate containers");
+}
