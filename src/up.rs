@@ -7,12 +7,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
+use crate::cli::args::LifecycleArgs;
 use crate::cli::{MasterArgs, UpArgs, WorkerArgs};
 use crate::master::{self, MasterConfig};
 use crate::worker::{self, WorkerConfig};
 
-/// Nodes are NotReady after this many missed heartbeats.
-const MISSED_HEARTBEATS: u32 = 3;
 const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Tests shorten the first restart delay with `HERD_RESTART_BACKOFF_BASE_MS`; Kubernetes' 10 s
@@ -48,6 +47,7 @@ fn master_config(
     broker: &Option<String>,
     adv: &Option<String>,
     admin_conf: &Path,
+    lifecycle: &LifecycleArgs,
 ) -> MasterConfig {
     MasterConfig {
         data_dir: data_dir.to_path_buf(),
@@ -56,7 +56,8 @@ fn master_config(
         broker: broker.clone(),
         advertise_address: adv.clone(),
         admin_conf: admin_conf.to_path_buf(),
-        heartbeat_timeout: HEARTBEAT * MISSED_HEARTBEATS,
+        heartbeat_timeout: Duration::from_secs(lifecycle.node_grace_seconds),
+        eviction_grace: Duration::from_secs(lifecycle.eviction_seconds),
     }
 }
 
@@ -77,6 +78,7 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &args.broker,
         &args.advertise_address,
         &admin_conf,
+        &args.lifecycle,
     );
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
@@ -128,6 +130,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &args.broker,
         &args.advertise_address,
         &admin_conf,
+        &args.lifecycle,
     );
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);

@@ -101,6 +101,8 @@ pub struct UpArgs {
     /// On stop, leave containers running (by default `up` stops them)
     #[arg(long)]
     pub leave_running: bool,
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -120,6 +122,21 @@ pub struct MasterArgs {
     /// Address workers reach this master at [default: first non-loopback address]
     #[arg(long, value_name = "IP")]
     pub advertise_address: Option<String>,
+    #[command(flatten)]
+    pub lifecycle: LifecycleArgs,
+}
+
+/// How fast the master gives up on a silent node and moves its pods.
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleArgs {
+    /// A node without heartbeats for this long turns NotReady (3 missed 5 s heartbeats); its
+    /// MQTT Last Will does so at once
+    #[arg(long, value_name = "SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(1..))]
+    pub node_grace_seconds: u64,
+    /// After a node turns NotReady, pods owned by a ReplicaSet are replaced elsewhere after
+    /// this long (per pod: toleration of node.kubernetes.io/unreachable)
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub eviction_seconds: u64,
 }
 
 #[derive(Debug, Clone, Args)]

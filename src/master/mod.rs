@@ -34,6 +34,8 @@ pub struct MasterConfig {
     pub admin_conf: PathBuf,
     /// A node without heartbeats for this long is marked NotReady.
     pub heartbeat_timeout: Duration,
+    /// How long pods stay bound to a NotReady node before they are replaced.
+    pub eviction_grace: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,7 +215,7 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         tokio::spawn(controllers::gc::run(store.clone())),
         tokio::spawn(controllers::nodelifecycle::run(
             store.clone(),
-            controllers::nodelifecycle::DEFAULT_EVICTION,
+            cfg.eviction_grace,
         )),
         tokio::spawn(controllers::nodes::run(
             store.clone(),
