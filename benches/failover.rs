@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 
+fn ready_by_node(c: &Cluster) -> BTreeMap<String, usize> {
+    common::ready_by_node(c, "web")
+}
+
 const DEPLOY: &str = "apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -30,26 +34,6 @@ spec:
         command: [sleep, \"600\"]
 ";
 
-fn ready_by_node(c: &Cluster) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    let items = c
-        .get_json(&["get", "pods", "-l", "app=web"])
-        .and_then(|l| l["items"].as_array().cloned())
-        .unwrap_or_default();
-    for p in items {
-        let ready = p["metadata"]["deletionTimestamp"].is_null()
-            && p["status"]["conditions"].as_array().is_some_and(|cs| {
-                cs.iter()
-                    .any(|c| c["type"] == "Ready" && c["status"] == "True")
-            });
-        if ready {
-            let node = p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
-            *m.entry(node).or_default() += 1;
-        }
-    }
-    m
-}
-
 fn one_run() -> Duration {
     let mut c = Cluster::start(&[&[], &[], &[]]);
     c.wait_nodes_ready();
@@ -67,7 +51,10 @@ fn one_run() -> Duration {
         if m.values().sum::<usize>() == 6 && !m.contains_key("w1") {
             break;
         }
-        assert!(killed.elapsed() < Duration::from_secs(120), "no recovery: {m:?}");
+        assert!(
+            killed.elapsed() < Duration::from_secs(120),
+            "no recovery: {m:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     killed.elapsed()
@@ -81,7 +68,11 @@ fn main() {
     let mut times: Vec<Duration> = (0..runs)
         .map(|i| {
             let t = one_run();
-            println!("run {}: worker kill -> 6/6 replicas Ready in {:.2} s", i + 1, t.as_secs_f64());
+            println!(
+                "run {}: worker kill -> 6/6 replicas Ready in {:.2} s",
+                i + 1,
+                t.as_secs_f64()
+            );
             t
         })
         .collect();

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{is_ready, pods_of, Cluster};
 use nix::sys::signal::Signal;
 
 fn deployment(name: &str, replicas: u32) -> String {
@@ -48,20 +48,6 @@ spec:
     image: busybox
     command: [\"sh\", \"-c\", \"echo boom; exit 1\"]
 ";
-
-fn pods_of(c: &Cluster, app: &str) -> Vec<serde_json::Value> {
-    c.get_json(&["get", "pods", "-l", &format!("app={app}")])
-        .and_then(|l| l["items"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-fn is_ready(p: &serde_json::Value) -> bool {
-    p["metadata"]["deletionTimestamp"].is_null()
-        && p["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
 
 /// Names of the app's pods and their containers' restart counts, once all `n` are Ready.
 fn ready_pods(c: &Cluster, app: &str, n: usize) -> Option<BTreeMap<String, i64>> {

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::Cluster;
+use common::{is_ready, pods_of, ready_by_node, Cluster};
 
 fn deployment(
     name: &str,
@@ -37,29 +37,6 @@ spec:
         command: [\"sh\", \"-c\", \"touch /tmp/ready; exec sleep 600\"]
 {extra_container}"
     )
-}
-
-fn pods_of(c: &Cluster, app: &str) -> Vec<serde_json::Value> {
-    c.get_json(&["get", "pods", "-l", &format!("app={app}")])
-        .and_then(|l| l["items"].as_array().cloned())
-        .unwrap_or_default()
-}
-
-fn is_ready(p: &serde_json::Value) -> bool {
-    p["metadata"]["deletionTimestamp"].is_null()
-        && p["status"]["conditions"].as_array().is_some_and(|cs| {
-            cs.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-}
-
-fn ready_by_node(c: &Cluster, app: &str) -> BTreeMap<String, usize> {
-    let mut m = BTreeMap::new();
-    for p in pods_of(c, app).iter().filter(|p| is_ready(p)) {
-        *m.entry(p["spec"]["nodeName"].as_str().unwrap_or("").to_string())
-            .or_default() += 1;
-    }
-    m
 }
 
 fn shim_pids_for(c: &Cluster, worker: usize) -> Vec<i32> {

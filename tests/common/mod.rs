@@ -557,3 +557,29 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// Pods carrying `app=<app>`, as JSON.
+pub fn pods_of(c: &Cluster, app: &str) -> Vec<serde_json::Value> {
+    c.get_json(&["get", "pods", "-l", &format!("app={app}")])
+        .and_then(|l| l["items"].as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Ready and not being deleted, as a disruption budget counts it.
+pub fn is_ready(p: &serde_json::Value) -> bool {
+    p["metadata"]["deletionTimestamp"].is_null()
+        && p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
+/// Ready pods of `app` per node.
+pub fn ready_by_node(c: &Cluster, app: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for p in pods_of(c, app).iter().filter(|p| is_ready(p)) {
+        let node = p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+        *m.entry(node).or_default() += 1;
+    }
+    m
+}
