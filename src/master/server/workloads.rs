@@ -27,41 +27,30 @@ pub trait Workload: Resource + serde::Serialize {
     }
 }
 
-impl Workload for Deployment {
-    const PLURAL: &'static str = "deployments";
-    fn from_object(o: Object) -> Option<Self> {
-        match o {
-            Object::Deployment(d) => Some(*d),
-            _ => None,
+/// Both workload kinds have the same shape (spec, status, metadata) at the API.
+macro_rules! workload {
+    ($t:ty, $variant:ident, $plural:literal) => {
+        impl Workload for $t {
+            const PLURAL: &'static str = $plural;
+            fn from_object(o: Object) -> Option<Self> {
+                match o {
+                    Object::$variant(x) => Some(*x),
+                    _ => None,
+                }
+            }
+            fn take_user_fields(&mut self, new: &Self) {
+                self.spec = new.spec.clone();
+                self.metadata.labels = new.metadata.labels.clone();
+                self.metadata.annotations = merge_annotations(&self.metadata, &new.metadata);
+            }
+            fn clear_status(&mut self) {
+                self.status = Default::default();
+            }
         }
-    }
-    fn take_user_fields(&mut self, new: &Self) {
-        self.spec = new.spec.clone();
-        self.metadata.labels = new.metadata.labels.clone();
-        self.metadata.annotations = merge_annotations(&self.metadata, &new.metadata);
-    }
-    fn clear_status(&mut self) {
-        self.status = Default::default();
-    }
+    };
 }
-
-impl Workload for ReplicaSet {
-    const PLURAL: &'static str = "replicasets";
-    fn from_object(o: Object) -> Option<Self> {
-        match o {
-            Object::ReplicaSet(r) => Some(*r),
-            _ => None,
-        }
-    }
-    fn take_user_fields(&mut self, new: &Self) {
-        self.spec = new.spec.clone();
-        self.metadata.labels = new.metadata.labels.clone();
-        self.metadata.annotations = merge_annotations(&self.metadata, &new.metadata);
-    }
-    fn clear_status(&mut self) {
-        self.status = Default::default();
-    }
-}
+workload!(Deployment, Deployment, "deployments");
+workload!(ReplicaSet, ReplicaSet, "replicasets");
 
 /// The user's annotations, keeping the controller-owned revision annotation.
 fn merge_annotations(
