@@ -70,6 +70,24 @@ fn announce(m: &master::RunningMaster) {
 }
 
 pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
+    use crate::cli::args::MasterAction;
+    match &args.action {
+        Some(MasterAction::Backup(a)) => {
+            master::maintenance::backup(&a.data_dir, &a.file)?;
+            println!("state backed up to {}", a.file.display());
+            return Ok(());
+        }
+        Some(MasterAction::Restore(a)) => {
+            master::maintenance::restore(&a.data_dir, &a.file)?;
+            println!(
+                "state restored from {} into {}",
+                a.file.display(),
+                a.data_dir.display()
+            );
+            return Ok(());
+        }
+        None => {}
+    }
     let admin_conf = args.data_dir.join("admin.conf");
     let cfg = master_config(
         &args.data_dir,

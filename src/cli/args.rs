@@ -106,7 +106,11 @@ pub struct UpArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct MasterArgs {
+    /// Maintenance on the master's state instead of serving
+    #[command(subcommand)]
+    pub action: Option<MasterAction>,
     /// Master state directory (state.db, pki/)
     #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/master")]
     pub data_dir: PathBuf,
@@ -124,6 +128,24 @@ pub struct MasterArgs {
     pub advertise_address: Option<String>,
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MasterAction {
+    /// Copy the state database to FILE, consistently, while the master runs
+    Backup(MasterStateArgs),
+    /// Replace the state database with FILE (the master must be stopped)
+    Restore(MasterStateArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MasterStateArgs {
+    /// Backup file
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Master state directory
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/master")]
+    pub data_dir: PathBuf,
 }
 
 /// How fast the master gives up on a silent node and moves its pods.

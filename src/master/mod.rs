@@ -4,6 +4,7 @@ pub mod broker;
 pub mod bus;
 pub mod controllers;
 pub mod ingest;
+pub mod maintenance;
 pub mod podops;
 pub mod scheduler;
 pub mod server;
@@ -57,6 +58,8 @@ pub enum MasterError {
     Broker(#[from] broker::BrokerError),
     #[error(transparent)]
     Bus(#[from] bus::BusError),
+    #[error(transparent)]
+    Maintenance(#[from] maintenance::MaintenanceError),
     #[error("admin config {path}: {message}")]
     AdminConf { path: PathBuf, message: String },
 }
@@ -72,6 +75,8 @@ pub struct RunningMaster {
     pub store: Arc<Store>,
     stop: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Held while serving: one master per data dir, no restore under a live one.
+    _lock: maintenance::DirLock,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -152,6 +157,7 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         path: dir.clone(),
         source,
     })?;
+    let lock = maintenance::lock_dir(dir)?;
     let store = Arc::new(Store::open(&dir.join("state.db"))?);
 
     let mqtt_password = secret_file(
@@ -273,6 +279,7 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         store,
         stop,
         server,
+        _lock: lock,
         tasks,
     })
 }
