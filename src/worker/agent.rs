@@ -174,7 +174,13 @@ pub async fn run<R: Runtime>(
                         }
                     }
                 }
-                let _ = client.try_publish(topics::online(&node), QoS::AtLeastOnce, true, "false");
+                // Offline only when the pods went with us. An agent that leaves its pods running
+                // is usually restarting (systemctl restart, upgrade): announcing "offline" would
+                // turn the node NotReady and start evictions for a sub-second gap. If it stays
+                // away, missed heartbeats mark the node NotReady anyway.
+                if cfg.stop_pods_on_exit {
+                    let _ = client.try_publish(topics::online(&node), QoS::AtLeastOnce, true, "false");
+                }
                 // Let the eventloop flush the offline message and the disconnect.
                 let _ = client.try_disconnect();
                 let _ = tokio::time::timeout(Duration::from_secs(2), async {
