@@ -6,6 +6,16 @@ use std::path::Path;
 /// Writes `data` to `path` atomically: temp file in the same directory, fsync, rename, fsync
 /// the directory. A reader sees the old or the new content, never a torn file.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    write_renamed(path, data, mode, true)
+}
+
+/// `write_atomic` without the fsyncs: never torn, but a power cut may lose it. For files
+/// rewritten on every start (pid file, spec), where an fsync only costs latency and SD writes.
+pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+    write_renamed(path, data, mode, false)
+}
+
+fn write_renamed(path: &Path, data: &[u8], mode: u32, durable: bool) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
@@ -21,10 +31,15 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> 
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
     }
     std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    if durable {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Random bytes as lowercase hex, for tokens, passwords and ids.

@@ -407,7 +407,7 @@ pub fn write_bundle(cfg: &ContainerConfig) -> Result<Spec, BundleError> {
     })?;
     let path = cfg.bundle_dir.join("config.json");
     // Regenerated on every start: no fsync needed.
-    super::sys::write_replace(&path, &json, 0o600).map_err(|source| BundleError::Io {
+    crate::util::fsutil::write_replace(&path, &json, 0o600).map_err(|source| BundleError::Io {
         id: cfg.id.clone(),
         path,
         source,

@@ -103,25 +103,14 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    if let Some(fd) = opts.exe_fd {
-        // The agent's sealed binary, inherited only so it could be exec'd; not ours to keep.
-        // SAFETY: closing an inherited fd number nobody else in this process uses.
-        unsafe { libc::close(fd) };
-    }
-    if !sys::running_sealed() {
-        if opts.sealed_retry {
-            report(&Report::Error(
-                "herd __exec: not running from a sealed binary after re-exec".into(),
-            ));
-            return 1;
-        }
+    let argv = || {
         // `--sealed` goes before `--`, which ends the options.
         let mut argv: Vec<String> = std::env::args().collect();
         argv.insert(2.min(argv.len()), "--sealed".into());
-        let err = sys::reexec_sealed(&argv);
-        report(&Report::Error(format!(
-            "herd __exec: sealed re-exec: {err}"
-        )));
+        argv
+    };
+    if let Err(e) = sys::ensure_sealed("__exec", opts.exe_fd, opts.sealed_retry, argv) {
+        report(&Report::Error(e));
         return 1;
     }
     match exec_in_container(&opts) {

@@ -328,7 +328,7 @@ impl Runtime for LinuxRuntime {
             let _ = std::fs::remove_file(bundle.join(stale));
         }
         let json = serde_json::to_vec_pretty(cfg).map_err(|e| err(id, e.to_string()))?;
-        sys::write_replace(&bundle.join(shim::CONFIG_FILE), &json, 0o600)
+        crate::util::fsutil::write_replace(&bundle.join(shim::CONFIG_FILE), &json, 0o600)
             .map_err(io_err(id, "writing shim config"))?;
         self.remember(id, &bundle)?;
         let shim_log = std::fs::OpenOptions::new()

@@ -108,24 +108,13 @@ pub fn main(args: &[String]) -> i32 {
             return 2;
         }
     };
-    if let Some(fd) = opts.exe_fd {
-        // The agent's sealed binary, inherited only so it could be exec'd; not ours to keep.
-        // SAFETY: closing an inherited fd number nobody else in this process uses.
-        unsafe { libc::close(fd) };
-    }
-    if !sys::running_sealed() {
-        if opts.sealed_retry {
-            report(&Report::Error(
-                "herd __shim: not running from a sealed binary after re-exec".into(),
-            ));
-            return 1;
-        }
+    let argv = || {
         let mut argv: Vec<String> = std::env::args().collect();
         argv.push("--sealed".into());
-        let err = sys::reexec_sealed(&argv);
-        report(&Report::Error(format!(
-            "herd __shim: sealed re-exec: {err}"
-        )));
+        argv
+    };
+    if let Err(e) = sys::ensure_sealed("__shim", opts.exe_fd, opts.sealed_retry, argv) {
+        report(&Report::Error(e));
         return 1;
     }
     let _ = tracing_subscriber::fmt()
@@ -150,7 +139,7 @@ pub fn main(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let _ = sys::write_replace(
+    let _ = crate::util::fsutil::write_replace(
         &cfg.bundle_dir.join(PID_FILE),
         std::process::id().to_string().as_bytes(),
         0o644,
@@ -173,7 +162,11 @@ pub fn main(args: &[String]) -> i32 {
             };
             if let Ok(json) = serde_json::to_vec(&state) {
                 // No fsync: after a power cut the container is gone anyway.
-                if let Err(e) = sys::write_replace(&cfg.bundle_dir.join(STATE_FILE), &json, 0o644) {
+                if let Err(e) = crate::util::fsutil::write_replace(
+                    &cfg.bundle_dir.join(STATE_FILE),
+                    &json,
+                    0o644,
+                ) {
                     eprintln!("container {}: writing {STATE_FILE}: {e}", cfg.id);
                 }
             }

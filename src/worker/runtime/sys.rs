@@ -6,28 +6,6 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
-/// Replaces `path` with `data` via a temp file and rename, without fsync: readers never see a
-/// torn file, but a power cut may lose it. For files rewritten on every start (pid file, spec),
-/// where an fsync would only cost latency and SD-card writes.
-pub fn write_replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp.{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    drop(f);
-    std::fs::rename(&tmp, path)
-}
-
 /// `pidfd_open(pid, 0)`: a handle that names exactly this process, so a recycled pid can never
 /// be signalled or waited on by mistake, and that polls readable once the process exits.
 pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
@@ -150,6 +128,32 @@ pub fn running_sealed() -> bool {
 
 /// Re-executes this process from a sealed copy of its own binary (same argv and env). Only
 /// returns on failure.
+/// The common start of the helper processes (`__shim`, `__exec`): drop the agent's sealed
+/// binary fd they inherited only to be exec'd from it, then make sure they run from a sealed
+/// copy (CVE-2019-5736), re-executing with `argv` (which carries `--sealed`) if not. `Err` is
+/// the message to report before giving up; a successful re-exec never returns.
+pub fn ensure_sealed(
+    tool: &str,
+    exe_fd: Option<i32>,
+    sealed_retry: bool,
+    argv: impl FnOnce() -> Vec<String>,
+) -> Result<(), String> {
+    if let Some(fd) = exe_fd {
+        // SAFETY: closing an inherited fd number nobody else in this process uses.
+        unsafe { libc::close(fd) };
+    }
+    if running_sealed() {
+        return Ok(());
+    }
+    if sealed_retry {
+        return Err(format!(
+            "herd {tool}: not running from a sealed binary after re-exec"
+        ));
+    }
+    let err = reexec_sealed(&argv());
+    Err(format!("herd {tool}: sealed re-exec: {err}"))
+}
+
 pub fn reexec_sealed(argv: &[String]) -> io::Error {
     let memfd = match sealed_copy(Path::new("/proc/self/exe")) {
         Ok(fd) => fd,
