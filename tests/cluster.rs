@@ -291,3 +291,19 @@ fn an_external_mosquitto_broker_carries_the_cluster() {
             .0
     );
 }
+
+#[test]
+fn a_worker_agent_stopped_with_sigterm_leaves_its_node_ready_for_the_restart() {
+    let mut c = Cluster::start(&[&[]]);
+    c.wait_nodes_ready();
+    let w = c.worker("w1");
+    let pid = nix::unistd::Pid::from_raw(w.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let _ = w.child.wait();
+    // A restart (systemctl restart, upgrade) must not flap the node: no "offline" message;
+    // only missed heartbeats (15 s by default) would mark it NotReady.
+    std::thread::sleep(Duration::from_millis(700));
+    assert_eq!(c.node_ready("w1"), Some(true));
+    c.restart_worker("w1");
+    c.wait_nodes_ready();
+}
