@@ -209,3 +209,90 @@ fn an_image_imported_while_the_worker_runs_is_usable_at_once() {
         .starts_with("sha256:"));
     assert!(c.herd(&["delete", "pod", "tagged"], None).0);
 }
+
+#[test]
+fn a_master_killed_while_200_pods_are_applied_keeps_every_acknowledged_pod_once() {
+    // Two workers: room for all 200 pods (110 pods per node, as the kubelet's default).
+    let mut c = Cluster::start(&[&[], &[]]);
+    c.wait_nodes_ready();
+    let config = c.config();
+    let acked_so_far = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = acked_so_far.clone();
+    // The client applies 200 pods one by one and records which applies the API acknowledged.
+    let client = std::thread::spawn(move || {
+        let mut acked = Vec::new();
+        for i in 0..200 {
+            let name = format!("p{i:03}");
+            let yaml = sleeper(&name, "").replace("\"600\"", "\"3600\"");
+            let out = std::process::Command::new(common::HERD)
+                .arg("--config")
+                .arg(&config)
+                .args(["apply", "-f", "-"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .and_then(|mut ch| {
+                    use std::io::Write;
+                    ch.stdin.take().unwrap().write_all(yaml.as_bytes())?;
+                    ch.wait_with_output()
+                });
+            if let Ok(o) = out {
+                if o.status.success() && String::from_utf8_lossy(&o.stdout).contains("created") {
+                    acked.push(name);
+                    counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+        acked
+    });
+    // Kill -9 the master once some applies went through, restart it a moment later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while acked_so_far.load(std::sync::atomic::Ordering::Relaxed) < 40 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no applies acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    c.kill_master();
+    std::thread::sleep(Duration::from_millis(500));
+    c.restart_master();
+    let acked = client.join().expect("client thread");
+    assert!(
+        acked.len() < 200,
+        "the kill should have failed some applies"
+    );
+    assert!(acked.len() >= 40);
+    let items = c.get_json(&["get", "pods"]).unwrap()["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<String> = items
+        .iter()
+        .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!(unique.len(), names.len(), "a pod exists twice");
+    for a in &acked {
+        assert!(names.contains(a), "acknowledged pod {a} lost in the crash");
+    }
+    // The cluster converges: every stored pod is bound and running.
+    let total = names.len();
+    c.wait(
+        "all pods Running after the crash",
+        Duration::from_secs(120),
+        || {
+            let items = c.get_json(&["get", "pods"])?["items"].as_array()?.clone();
+            let running = items
+                .iter()
+                .filter(|p| p["status"]["phase"] == "Running")
+                .count();
+            (running == total).then_some(())
+        },
+    );
+    eprintln!(
+        "{} of 200 applies acknowledged; all {total} stored pods Running",
+        acked.len()
+    );
+}
