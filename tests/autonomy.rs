@@ -352,3 +352,37 @@ fn a_rebooted_worker_starts_its_pods_from_persisted_state_before_the_master_retu
     assert_eq!(container_pids(&dir), new, "converging restarted nothing");
     assert_eq!(shim_pids(&dir).len(), 2, "no duplicate containers");
 }
+
+#[test]
+fn a_pod_deleted_while_its_agent_restarts_is_still_reported_gone() {
+    let mut c = Cluster::start(&[&[]]);
+    c.wait_nodes_ready();
+    // `sh` ignores SIGTERM as PID 1 with a trap: the delete waits out its 30 s grace.
+    let yaml = "apiVersion: v1
+kind: Pod
+metadata:
+  name: slow
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: main
+    image: busybox
+    command: [\"sh\", \"-c\", \"trap '' TERM; sleep 600\"]
+";
+    assert!(c.herd(&["apply", "-f", "-"], Some(yaml)).0);
+    c.wait("pod Running", Duration::from_secs(60), || {
+        c.pod("slow").filter(|p| p["status"]["phase"] == "Running")
+    });
+    let (ok, out, err) = c.herd(&["delete", "pod", "slow", "--wait=false"], None);
+    assert!(ok, "{out} {err}");
+    // The agent dies mid-grace and comes straight back.
+    let w = c.worker("w1");
+    let _ = w.child.kill();
+    let _ = w.child.wait();
+    c.restart_worker("w1");
+    c.wait(
+        "deleted pod gone after the agent restart",
+        Duration::from_secs(20),
+        || c.pod("slow").is_none().then_some(()),
+    );
+}

@@ -67,6 +67,9 @@ pub struct Manager<R: Runtime> {
     reports: mpsc::Sender<Report>,
     /// Containers a previous agent left, per pod uid, handed to the pod's loop when it starts.
     resumes: Resumes,
+    /// Pods being deleted that this agent never ran (their containers, if any, went with the
+    /// previous agent): reported gone once, or the master would wait for them forever.
+    gone_reported: std::collections::HashSet<String>,
 }
 
 impl<R: Runtime> Manager<R> {
@@ -74,6 +77,7 @@ impl<R: Runtime> Manager<R> {
         Manager {
             env: Arc::new(env),
             running: HashMap::new(),
+            gone_reported: Default::default(),
             reports,
             resumes: Resumes::new(),
         }
@@ -121,8 +125,16 @@ impl<R: Runtime> Manager<R> {
                 }
             }
         }
+        self.gone_reported
+            .retain(|u| wanted.contains_key(u.as_str()));
         for (uid, pod) in wanted {
-            if pod.metadata.deletion_timestamp.is_some() || self.running.contains_key(uid) {
+            if pod.metadata.deletion_timestamp.is_some() {
+                if !self.running.contains_key(uid) && self.gone_reported.insert(uid.to_string()) {
+                    let _ = self.reports.try_send(Report::Stopped { pod: pod.clone() });
+                }
+                continue;
+            }
+            if self.running.contains_key(uid) {
                 continue;
             }
             self.spawn(pod.clone());
@@ -134,6 +146,8 @@ impl<R: Runtime> Manager<R> {
         if let Some(r) = self.running.get(uid) {
             if r.task.is_finished() || r.stop.borrow().is_some() {
                 self.running.remove(uid);
+                // Its loop already reported it gone.
+                self.gone_reported.insert(uid.to_string());
             }
         }
     }
