@@ -375,7 +375,12 @@ spec:
     });
     let (ok, out, err) = c.herd(&["delete", "pod", "slow", "--wait=false"], None);
     assert!(ok, "{out} {err}");
-    // The agent dies mid-grace and comes straight back.
+    // The agent dies mid-grace (once it has acted on the delete) and comes straight back.
+    c.wait(
+        "worker began the graceful stop",
+        Duration::from_secs(20),
+        || (log_count(&c, "w1", "stopping pod") >= 1).then_some(()),
+    );
     let w = c.worker("w1");
     let _ = w.child.kill();
     let _ = w.child.wait();
