@@ -134,8 +134,8 @@ fn sweep_dirs(images: &ImageStore, data_dir: &Path, plan: &Plan, wanted: &[&str]
         if wanted.contains(&uid.as_str()) {
             continue;
         }
-        let cg = format!("/herd/{uid}");
-        if let Err(e) = runtime::cgroups::remove(&cg, Duration::from_secs(5)) {
+        let cg = runtime::cgroups::pod_path(&uid);
+        if let Err(e) = runtime::cgroups::remove_pod(&uid, Duration::from_secs(5)) {
             tracing::warn!(cgroup = %cg, error = %e, "leftover pod cgroup not removed");
         }
         let _ = std::fs::remove_dir_all(&pod_dir);

@@ -424,6 +424,10 @@ pub fn scrub(dir: &Path) {
             kill_and_remove_cgroup(&pod_cg);
         }
     }
+    // The shared parent, once no pod (of any test) is left in it; fails harmlessly otherwise.
+    for root in cgroup_roots() {
+        let _ = std::fs::remove_dir(root.join("herd"));
+    }
     // Overlay mounts under the data dir, deepest first.
     let mut mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()

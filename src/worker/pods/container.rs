@@ -513,7 +513,10 @@ async fn start_one<R: Runtime>(
         user: image.config.user.clone(),
         hostname,
         resources,
-        cgroup_path: format!("/herd/{}/{id}", pod.metadata.uid),
+        cgroup_path: format!(
+            "{}/{id}",
+            crate::worker::runtime::cgroups::pod_path(&pod.metadata.uid)
+        ),
         log_path,
         log_max_bytes: env.log_max_bytes,
     };

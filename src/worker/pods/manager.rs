@@ -261,9 +261,9 @@ async fn run_pod<R: Runtime>(
     let uid = pod.metadata.uid.clone();
     let (containers, logs) = (env.containers_dir.join(&uid), env.logs_dir.join(&uid));
     let _ = tokio::task::spawn_blocking(move || {
-        let cg = format!("/herd/{uid}");
+        let cg = crate::worker::runtime::cgroups::pod_path(&uid);
         if let Err(e) =
-            crate::worker::runtime::cgroups::remove(&cg, std::time::Duration::from_secs(5))
+            crate::worker::runtime::cgroups::remove_pod(&uid, std::time::Duration::from_secs(5))
         {
             tracing::warn!(cgroup = %cg, error = %e, "pod cgroup not removed");
         }

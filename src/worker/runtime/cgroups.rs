@@ -157,6 +157,25 @@ pub fn procs(dir: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// Parent of every pod's cgroup (like the kubelet's `kubepods`).
+pub const PODS_ROOT: &str = "/herd";
+
+/// The cgroup path of a pod: its containers' cgroups are children of it.
+pub fn pod_path(uid: &str) -> String {
+    format!("{PODS_ROOT}/{uid}")
+}
+
+/// Removes a pod's cgroup, then the shared parent once no pod is left in it (removing a
+/// cgroup that still has children fails, which is exactly the test), so a node without pods
+/// leaves nothing behind.
+pub fn remove_pod(uid: &str, timeout: Duration) -> Result<(), CgroupError> {
+    remove(&pod_path(uid), timeout)?;
+    for dir in existing_dirs(PODS_ROOT) {
+        let _ = std::fs::remove_dir(dir);
+    }
+    Ok(())
+}
+
 /// Kills every process in `cgroup_path` (all hierarchies) and removes its directory from each,
 /// retrying while the kernel finishes tearing the processes down. Idempotent; removes only the
 /// leaf (parents belong to the pod).
