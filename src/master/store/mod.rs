@@ -74,11 +74,12 @@ impl Resource for Pod {
     }
 }
 
-macro_rules! namespaced_resource {
-    ($t:ty, $kind:literal) => {
+/// Kinds whose whole `spec` is what bumps the generation.
+macro_rules! resource {
+    ($t:ty, $kind:literal, $namespaced:literal) => {
         impl Resource for $t {
             const KIND: &'static str = $kind;
-            const NAMESPACED: bool = true;
+            const NAMESPACED: bool = $namespaced;
             fn meta(&self) -> &ObjectMeta {
                 &self.metadata
             }
@@ -91,22 +92,9 @@ macro_rules! namespaced_resource {
         }
     };
 }
-namespaced_resource!(crate::api::apps::ReplicaSet, "ReplicaSet");
-namespaced_resource!(crate::api::apps::Deployment, "Deployment");
-
-impl Resource for Node {
-    const KIND: &'static str = "Node";
-    const NAMESPACED: bool = false;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn spec_value(&self) -> Value {
-        serde_json::to_value(&self.spec).unwrap_or(Value::Null)
-    }
-}
+resource!(crate::api::apps::ReplicaSet, "ReplicaSet", true);
+resource!(crate::api::apps::Deployment, "Deployment", true);
+resource!(Node, "Node", false);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
