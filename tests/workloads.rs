@@ -261,3 +261,105 @@ fn drain_moves_pods_away_and_leaves_the_node_unschedulable() {
     assert!(ok);
     assert!(c.herd(&["delete", "deploy", "d"], None).0);
 }
+
+/// Issue #7: `kill -9` of the master in the middle of a rolling update. After the restart the
+/// rollout resumes and completes, never beyond its limits (maxSurge 1, maxUnavailable 0), and
+/// no pod of the new revision is created twice.
+#[test]
+fn a_master_killed_mid_rollout_resumes_it_within_its_limits_without_double_creating() {
+    let mut c = Cluster::start(&[&[], &[]]);
+    c.wait_nodes_ready();
+    let extra = |v: &str| {
+        format!(
+            "        env: [{{name: REVISION, value: \"{v}\"}}]
+        readinessProbe:
+          exec:
+            command: [\"test\", \"-f\", \"/tmp/ready\"]
+          initialDelaySeconds: 2
+          periodSeconds: 1
+"
+        )
+    };
+    let strategy = "  strategy:
+    rollingUpdate:
+      maxSurge: 1
+      maxUnavailable: 0
+";
+    let manifest = |v: &str| deployment("mid", 4, "busybox", &extra(v), strategy);
+    assert!(c.herd(&["apply", "-f", "-"], Some(&manifest("1"))).0);
+    c.wait("4 ready", Duration::from_secs(90), || {
+        (pods_of(&c, "mid").iter().filter(|p| is_ready(p)).count() == 4).then_some(())
+    });
+    let old_hash = pods_of(&c, "mid")[0]["metadata"]["labels"]["pod-template-hash"]
+        .as_str()
+        .expect("pod-template-hash")
+        .to_string();
+
+    let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(&manifest("2")));
+    assert!(ok, "{out} {err}");
+    let mut new_names = std::collections::BTreeSet::new();
+    let check = |c: &Cluster, new_names: &mut std::collections::BTreeSet<String>| {
+        let pods = pods_of(c, "mid");
+        let live: Vec<&serde_json::Value> = pods
+            .iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
+        assert!(
+            live.len() <= 5,
+            "more than replicas+maxSurge pods: {}",
+            live.len()
+        );
+        let ready = live.iter().filter(|p| is_ready(p)).count();
+        assert!(
+            ready >= 4,
+            "fewer than replicas-maxUnavailable ready: {ready}"
+        );
+        for p in &pods {
+            if p["metadata"]["labels"]["pod-template-hash"] != old_hash.as_str() {
+                new_names.insert(p["metadata"]["name"].as_str().unwrap_or("").to_string());
+            }
+        }
+    };
+    // Kill it once the first pod of the new revision exists (the rollout is under way).
+    c.wait("rollout under way", Duration::from_secs(30), || {
+        check(&c, &mut new_names);
+        (!new_names.is_empty()).then_some(())
+    });
+    c.kill_master();
+    std::thread::sleep(Duration::from_secs(2));
+    c.restart_master();
+    let done = Instant::now();
+    loop {
+        check(&c, &mut new_names);
+        let pods = pods_of(&c, "mid");
+        let finished = pods.len() == 4
+            && pods.iter().all(|p| {
+                is_ready(p) && p["metadata"]["labels"]["pod-template-hash"] != old_hash.as_str()
+            });
+        if finished {
+            break;
+        }
+        assert!(
+            done.elapsed() < Duration::from_secs(120),
+            "rollout did not complete after the master's restart: {:?}",
+            pods.iter()
+                .map(|p| (&p["metadata"]["name"], is_ready(p)))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        new_names.len(),
+        4,
+        "pods of the new revision created: {new_names:?} (a restart must not double-create)"
+    );
+    let rs = c.get_json(&["get", "replicasets"]).expect("replicasets");
+    let n_rs = rs["items"].as_array().map_or(0, |a| a.len());
+    assert_eq!(n_rs, 2, "one ReplicaSet per revision: {rs}");
+    let (ok, out, err) = c.herd(
+        &["rollout", "status", "deploy/mid", "--timeout", "30s"],
+        None,
+    );
+    assert!(ok, "rollout status: {out} {err}");
+    assert!(c.herd(&["delete", "deploy", "mid"], None).0);
+}

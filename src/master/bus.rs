@@ -36,6 +36,9 @@ pub struct Bus {
     /// Bumped at every (re)connect: the desired-state publisher republishes everything, since
     /// a restarted broker may have lost its retained store.
     sessions: watch::Sender<u64>,
+    /// Whether the session is up now: node liveness is not judged while the master itself
+    /// cannot hear anyone (a broker outage is not every node's failure).
+    connected: watch::Sender<bool>,
 }
 
 impl Bus {
@@ -50,11 +53,13 @@ impl Bus {
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         crate::util::mqtt_net::tune(&mut eventloop);
         let (sessions, _) = watch::channel(0);
+        let (connected, _) = watch::channel(false);
         Ok((
             Arc::new(Bus {
                 client,
                 rpc_waiters: Mutex::new(HashMap::new()),
                 sessions,
+                connected,
             }),
             eventloop,
         ))
@@ -62,6 +67,30 @@ impl Bus {
 
     pub fn sessions(&self) -> watch::Receiver<u64> {
         self.sessions.subscribe()
+    }
+
+    pub fn connected(&self) -> watch::Receiver<bool> {
+        self.connected.subscribe()
+    }
+
+    /// Asks a node to report its info and every pod's status again (fire and forget): after a
+    /// new session the master may have missed reports sent while it was away (QoS 0, not
+    /// retained), e.g. when only the master restarted behind an external broker.
+    pub async fn request_resync(&self, node: &str) -> Result<(), BusError> {
+        let req = RpcRequest {
+            v: proto::VERSION,
+            id: crate::util::fsutil::random_hex(8),
+            call: RpcCall::Resync,
+        };
+        self.client
+            .publish(
+                topics::rpc_request(node),
+                QoS::AtLeastOnce,
+                false,
+                proto::encode(&req),
+            )
+            .await?;
+        Ok(())
     }
 
     /// QoS 0 on purpose: the whole desired picture is republished on every new session, so a
@@ -163,6 +192,7 @@ impl Bus {
                             tracing::error!(error = %e, "mqtt subscribe failed");
                         }
                     }
+                    self.connected.send_replace(true);
                     self.sessions.send_modify(|n| *n += 1);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -181,6 +211,7 @@ impl Bus {
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    self.connected.send_replace(false);
                     tracing::warn!(error = %e, retry_in = ?backoff, "mqtt connection lost");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));

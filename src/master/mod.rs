@@ -226,6 +226,7 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         tokio::spawn(controllers::nodes::run(
             store.clone(),
             liveness,
+            bus.connected(),
             cfg.heartbeat_timeout,
         )),
     ];

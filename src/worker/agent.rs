@@ -102,15 +102,14 @@ pub async fn run<R: Runtime>(
                     let _ = client.try_subscribe(topics::desired_filter(&node), QoS::AtLeastOnce);
                     let _ = client.try_subscribe(topics::rpc_request(&node), QoS::AtLeastOnce);
                     let _ = client.try_publish(topics::online(&node), QoS::AtLeastOnce, true, "true");
-                    let ip = super::platform::local_ip_towards(&host, port);
-                    let info = proto::NodeInfo { v: proto::VERSION, node: super::platform::node(&node, &cfg.labels, ip) };
-                    let _ = client.try_publish(topics::info(&node), QoS::AtLeastOnce, true, proto::encode(&info));
-                    for (ns, name, payload) in observed.values() {
-                        let _ = client.try_publish(topics::observed(&node, ns, name), QoS::AtMostOnce, false, payload.clone());
-                    }
+                    report_all(&client, &node, &host, port, &cfg.labels, &observed);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    handle_publish(&node, &p.topic, &p.payload, &mut desired, &client, &logs_dir, &running, &cancels);
+                    if handle_publish(&node, &p.topic, &p.payload, &mut desired, &client, &logs_dir, &running, &cancels) {
+                        tracing::info!(node = %node, "master asked for a resync: reporting every pod");
+                        report_all(&client, &node, &host, port, &cfg.labels, &observed);
+                        continue;
+                    }
                     match cfg.desired_file.save(&desired) {
                         Ok(true) => tracing::debug!("desired state persisted"),
                         Ok(false) => {}
@@ -223,6 +222,37 @@ async fn pump_events(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<Result<
     }
 }
 
+/// Publishes the node's info and the last status of every pod: after a reconnect, or when the
+/// master asks (it may have missed reports sent while it was away).
+fn report_all(
+    client: &AsyncClient,
+    node: &str,
+    host: &str,
+    port: u16,
+    labels: &BTreeMap<String, String>,
+    observed: &HashMap<String, (String, String, Vec<u8>)>,
+) {
+    let ip = super::platform::local_ip_towards(host, port);
+    let info = proto::NodeInfo {
+        v: proto::VERSION,
+        node: super::platform::node(node, labels, ip),
+    };
+    let _ = client.try_publish(
+        topics::info(node),
+        QoS::AtLeastOnce,
+        true,
+        proto::encode(&info),
+    );
+    for (ns, name, payload) in observed.values() {
+        let _ = client.try_publish(
+            topics::observed(node, ns, name),
+            QoS::AtMostOnce,
+            false,
+            payload.clone(),
+        );
+    }
+}
+
 fn load1() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -230,6 +260,8 @@ fn load1() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// Applies one incoming message; true when it is the master's resync request, which the
+/// caller answers (it owns the observed statuses).
 #[allow(clippy::too_many_arguments)]
 fn handle_publish(
     node: &str,
@@ -240,16 +272,16 @@ fn handle_publish(
     logs_dir: &std::path::Path,
     running: &Shared<HashSet<String>>,
     cancels: &Shared<HashMap<String, watch::Sender<bool>>>,
-) {
+) -> bool {
     let Some(t) = topics::parse(topic) else {
         tracing::warn!(%topic, "dropping message on unknown topic");
-        return;
+        return false;
     };
     match t {
         Topic::DesiredIndex { node: n } if n == node => {
             if payload.is_empty() {
                 desired.index = Some(Default::default());
-                return;
+                return false;
             }
             match proto::decode(topic, payload) {
                 Ok(idx) => desired.index = Some(idx),
@@ -260,7 +292,7 @@ fn handle_publish(
             let key = (ns.to_string(), pod.to_string());
             if payload.is_empty() {
                 desired.specs.remove(&key);
-                return;
+                return false;
             }
             match proto::decode::<DesiredPod>(topic, payload) {
                 Ok(d) if d.pod.metadata.ns() == ns && d.pod.metadata.name == pod => {
@@ -274,12 +306,17 @@ fn handle_publish(
         }
         Topic::RpcRequest { node: n } if n == node => {
             match proto::decode::<RpcRequest>(topic, payload) {
+                Ok(RpcRequest {
+                    call: RpcCall::Resync,
+                    ..
+                }) => return true,
                 Ok(req) => rpc(node, req, desired, client, logs_dir, running, cancels),
                 Err(e) => tracing::warn!(error = %e, "dropping malformed rpc request"),
             }
         }
         _ => tracing::warn!(%topic, "dropping message not meant for this node"),
     }
+    false
 }
 
 /// The log file of a container's current (or previous) attempt: the highest-numbered one.
@@ -328,6 +365,7 @@ fn rpc(
                 tx.send_replace(true);
             }
         }
+        // Answered by the agent loop, which owns the statuses (see `handle_publish`).
         RpcCall::Resync => {}
         RpcCall::Logs {
             namespace,

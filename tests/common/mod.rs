@@ -521,6 +521,24 @@ impl Mosquitto {
             .and_then(|l| l.local_addr())
             .expect("free port")
             .port();
+        Self::start_on(port)
+    }
+
+    /// Kills the broker (its retained store goes with it: `persistence false`).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A fresh broker on the same port, knowing nothing retained.
+    pub fn restart(&mut self) {
+        self.stop();
+        let fresh = Self::start_on(self.port);
+        let old = std::mem::replace(self, fresh);
+        drop(old);
+    }
+
+    fn start_on(port: u16) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(

@@ -119,12 +119,14 @@ pub async fn run(store: Arc<Store>, bus: Arc<Bus>) {
     let mut sessions = bus.sessions();
     let mut published = Picture::default();
     let mut session = 0;
+    let mut resync_pending = false;
     loop {
         let current_session = *sessions.borrow_and_update();
         if current_session != session {
             // New broker session: assume it knows nothing.
             published = Picture::default();
             session = current_session;
+            resync_pending = true;
         }
         if session > 0 {
             let s = store.clone();
@@ -137,6 +139,17 @@ pub async fn run(store: Arc<Store>, bus: Arc<Bus>) {
                             ok = false;
                             break;
                         }
+                    }
+                    if ok && resync_pending {
+                        // Desired state first, so a node answering the resync already has it.
+                        for node in new.pods.keys() {
+                            if let Err(e) = bus.request_resync(node).await {
+                                tracing::warn!(%node, error = %e, "resync request failed");
+                                ok = false;
+                                break;
+                            }
+                        }
+                        resync_pending = !ok;
                     }
                     if ok {
                         published = new;

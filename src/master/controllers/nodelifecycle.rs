@@ -126,8 +126,14 @@ fn no_execute(node: &Node, pods: &[Pod], now: DateTime<Utc>, out: &mut Vec<Actio
 }
 
 /// Pure: the actions for every pod on a node that is not Ready or has `NoExecute` taints.
+///
+/// When no node at all is Ready the fault is most likely the master's side (its Wi-Fi, the
+/// broker, a switch), not every board at once: owned pods are then not evicted (there is
+/// nowhere to run them anyway), as Kubernetes does in a fully disrupted zone. Otherwise a
+/// blip of the master's link would kill and recreate every pod in the fleet.
 pub fn plan(nodes: &[Node], pods: &[Pod], now: DateTime<Utc>, default: Duration) -> Vec<Action> {
     let mut out = Vec::new();
+    let fully_disrupted = nodes.iter().all(|n| not_ready_since(n).is_some());
     for node in nodes {
         let Some(since) = not_ready_since(node) else {
             no_execute(node, pods, now, &mut out);
@@ -160,7 +166,9 @@ pub fn plan(nodes: &[Node], pods: &[Pod], now: DateTime<Utc>, default: Duration)
                 continue;
             }
             if p.metadata.controller_ref().is_some() {
-                out.push(Action::Delete { ns, name, uid });
+                if !fully_disrupted {
+                    out.push(Action::Delete { ns, name, uid });
+                }
             } else if !matches!(
                 p.status.phase,
                 PodPhase::Unknown | PodPhase::Succeeded | PodPhase::Failed
@@ -289,6 +297,27 @@ mod tests {
         assert_eq!(acts.len(), 2);
         assert!(matches!(&acts[0], Action::Delete { name, .. } if name == "a"));
         assert!(matches!(&acts[1], Action::MarkLost { name, .. } if name == "b"));
+    }
+
+    #[test]
+    fn no_owned_pod_is_evicted_when_no_node_at_all_is_ready() {
+        let nodes = [
+            node("w1", "Unknown", "2026-01-01T00:00:00Z"),
+            node("w2", "Unknown", "2026-01-01T00:00:00Z"),
+        ];
+        let pods = [pod("a", "w1", true), pod("b", "w2", false)];
+        let acts = plan(&nodes, &pods, at("2026-01-01T01:00:00Z"), DEFAULT_EVICTION);
+        assert_eq!(acts.len(), 1, "{acts:?}");
+        assert!(matches!(&acts[0], Action::MarkLost { name, .. } if name == "b"));
+        // One node back: the other one's pods can go somewhere, so they are evicted.
+        let nodes = [nodes[0].clone(), node("w2", "True", "2026-01-01T00:59:00Z")];
+        let acts = plan(
+            &nodes,
+            &pods[..1],
+            at("2026-01-01T01:00:00Z"),
+            DEFAULT_EVICTION,
+        );
+        assert!(matches!(&acts[..], [Action::Delete { name, .. }] if name == "a"));
     }
 
     #[test]
