@@ -445,3 +445,75 @@ spec:
         || c.pod("slow").is_none().then_some(()),
     );
 }
+
+/// Issue #7: one node's cable is cut for 20 s in a LAN of network namespaces (master, w1,
+/// w2). Its containers keep running meanwhile, the master replaces its pods on w2, and once
+/// the cable is back the node is Ready again and stops its stale copies by itself: no
+/// duplicate replicas, no manual step.
+#[test]
+fn a_partitioned_node_heals_by_itself_and_stops_the_copies_replaced_meanwhile() {
+    let net = common::netns::Topology::new(&["m", "w1", "w2"]);
+    let c = Cluster::start_in(&net, 2);
+    c.wait_nodes_ready();
+    let (ok, out, err) = c.herd(&["apply", "-f", "-"], Some(&deployment("part", 4)));
+    assert!(ok, "{out} {err}");
+    c.wait(
+        "4 ready replicas on both nodes",
+        Duration::from_secs(60),
+        || {
+            let by_node = common::ready_by_node(&c, "part");
+            (by_node.values().sum::<usize>() == 4 && by_node.get("w1").is_some_and(|n| *n > 0))
+                .then_some(())
+        },
+    );
+    let w1_dir = c.workers[0].data_dir.clone();
+    let w2_dir = c.workers[1].data_dir.clone();
+    let on_w1 = container_pids(&w1_dir);
+    assert!(!on_w1.is_empty());
+
+    net.link("w1", false);
+    let cut = Instant::now();
+    let replaced_in = c.wait(
+        "w1's pods replaced on w2 during the partition",
+        Duration::from_secs(40),
+        || {
+            let by_node = common::ready_by_node(&c, "part");
+            (by_node.get("w2") == Some(&4) && by_node.len() == 1).then(|| cut.elapsed())
+        },
+    );
+    eprintln!("replaced on w2 {replaced_in:?} after the cut");
+    assert_eq!(c.node_ready("w1"), Some(false));
+    // Autonomy: the cut-off node runs on, unaware.
+    for (id, pid) in &on_w1 {
+        assert_eq!(
+            container_pids(&w1_dir).get(id),
+            Some(pid),
+            "{id} kept running on w1"
+        );
+    }
+    let partition = Duration::from_secs(20);
+    if let Some(rest) = partition.checked_sub(cut.elapsed()) {
+        std::thread::sleep(rest);
+    }
+
+    net.link("w1", true);
+    let healed = Instant::now();
+    let converged_in = c.wait(
+        "w1 Ready again with its stale copies stopped",
+        Duration::from_secs(40),
+        || {
+            (c.node_ready("w1") == Some(true) && container_pids(&w1_dir).is_empty())
+                .then(|| healed.elapsed())
+        },
+    );
+    eprintln!("healed and converged {converged_in:?} after the cable came back");
+    let pods = pods_of(&c, "part");
+    assert_eq!(pods.len(), 4, "no duplicate replicas after healing");
+    assert!(pods.iter().all(is_ready));
+    assert_eq!(
+        container_pids(&w2_dir).len(),
+        4,
+        "exactly the 4 replicas run, all on w2"
+    );
+    assert!(c.herd(&["delete", "deploy", "part"], None).0);
+}

@@ -9,7 +9,22 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod netns;
+
 pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
+
+/// `herd`, run inside network namespace `ns` when given (only the network namespace: mounts
+/// and cgroups stay the host's, which `ip netns exec` would not keep).
+pub fn herd_command(ns: Option<&str>) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{ns}")).arg("--").arg(HERD);
+            c
+        }
+        None => Command::new(HERD),
+    }
+}
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,6 +55,9 @@ pub struct Cluster {
     pub token: String,
     pub workers: Vec<Proc>,
     pub image: PathBuf,
+    /// With a topology: the master's (and the CLI's) network namespace, and each worker's.
+    pub master_ns: Option<String>,
+    pub worker_ns: std::collections::BTreeMap<String, String>,
 }
 
 /// Reads a child's stdout until `done` accepts a line, bounded by `timeout`; the rest of the
@@ -83,19 +101,38 @@ impl Cluster {
 
     /// With `broker`, the master uses that external broker instead of its embedded one.
     pub fn start_with(worker_labels: &[&[&str]], broker: Option<&str>) -> Cluster {
+        Self::start_opts(worker_labels, broker, None)
+    }
+
+    /// Master on host "m" of `net`, workers w1, w2, … on hosts of those names.
+    pub fn start_in(net: &netns::Topology, workers: usize) -> Cluster {
+        let labels: Vec<&[&str]> = vec![&[]; workers];
+        Self::start_opts(&labels, None, Some(net))
+    }
+
+    fn start_opts(
+        worker_labels: &[&[&str]],
+        broker: Option<&str>,
+        net: Option<&netns::Topology>,
+    ) -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("herd-it-")
             .tempdir()
             .expect("tempdir");
         let image = busybox_tar(tmp.path());
         let mdir = tmp.path().join("master");
-        let mut cmd = Command::new(HERD);
+        let master_ns = net.map(|n| n.ns("m"));
+        let (api_addr, mqtt_addr) = match net {
+            Some(n) => (format!("{}:6443", n.ip("m")), format!("{}:1883", n.ip("m"))),
+            None => ("127.0.0.1:0".to_string(), "127.0.0.1:0".to_string()),
+        };
+        let mut cmd = herd_command(master_ns.as_deref());
         cmd.args([
             "master",
             "--api-addr",
-            "127.0.0.1:0",
+            &api_addr,
             "--mqtt-addr",
-            "127.0.0.1:0",
+            &mqtt_addr,
             "--data-dir",
         ])
         .arg(&mdir);
@@ -137,7 +174,15 @@ impl Cluster {
             token,
             workers: Vec::new(),
             image,
+            master_ns,
+            worker_ns: Default::default(),
         };
+        if let Some(n) = net {
+            for i in 1..=worker_labels.len() {
+                let w = format!("w{i}");
+                c.worker_ns.insert(w.clone(), n.ns(&w));
+            }
+        }
         for (i, labels) in worker_labels.iter().enumerate() {
             c.add_worker(&format!("w{}", i + 1), labels);
         }
@@ -176,7 +221,7 @@ impl Cluster {
             .create(true)
             .open(self.tmp.path().join("master.log"))
             .expect("log");
-        let mut child = Command::new(HERD)
+        let mut child = herd_command(self.master_ns.as_deref())
             .args([
                 "master",
                 "--api-addr",
@@ -204,6 +249,7 @@ impl Cluster {
     /// Starts a stopped (or killed) worker again with the same name and data dir.
     pub fn restart_worker(&mut self, name: &str) {
         let (api, token) = (self.api_url.clone(), self.token.clone());
+        let ns = self.worker_ns.get(name).cloned();
         let log = std::fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -212,7 +258,7 @@ impl Cluster {
         let w = self.worker(name);
         let _ = w.child.kill();
         let _ = w.child.wait();
-        w.child = Command::new(HERD)
+        w.child = herd_command(ns.as_deref())
             .args([
                 "worker",
                 "--join",
@@ -252,7 +298,7 @@ impl Cluster {
             "image import: {}",
             String::from_utf8_lossy(&st.stderr)
         );
-        let mut cmd = Command::new(HERD);
+        let mut cmd = herd_command(self.worker_ns.get(name).map(String::as_str));
         cmd.args([
             "worker",
             "--join",
@@ -286,7 +332,7 @@ impl Cluster {
 
     /// Runs the CLI against this cluster; returns (success, stdout, stderr).
     pub fn herd(&self, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-        let mut cmd = Command::new(HERD);
+        let mut cmd = herd_command(self.master_ns.as_deref());
         cmd.arg("--config").arg(self.config()).args(args);
         cmd.stdin(if stdin.is_some() {
             Stdio::piped()
