@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{is_ready, pods_of, Cluster};
+use common::{alive, container_pids, is_ready, pods_of, shim_pids, Cluster};
 use nix::sys::signal::Signal;
 
 fn deployment(name: &str, replicas: u32) -> String {
@@ -66,55 +66,6 @@ fn ready_pods(c: &Cluster, app: &str, n: usize) -> Option<BTreeMap<String, i64>>
             })
             .collect(),
     )
-}
-
-/// A process that exists and is not a zombie waiting to be reaped.
-fn alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let state = s.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
-            Some(state != "Z" && state != "X")
-        })
-        .unwrap_or(false)
-}
-
-/// Pids of the worker's shim processes (one per running container).
-fn shim_pids(dir: &Path) -> Vec<i32> {
-    let dir = dir.to_string_lossy().into_owned();
-    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                .filter(|pid| {
-                    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-                    let cmd = String::from_utf8_lossy(&cmd);
-                    cmd.contains("__shim") && cmd.contains(&dir)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    pids.sort_unstable();
-    pids
-}
-
-/// Container id → init pid of the worker's live containers, from the shims' `state.json`.
-fn container_pids(dir: &Path) -> BTreeMap<String, i32> {
-    let mut out = BTreeMap::new();
-    let index = dir.join("state").join(".herd-bundles");
-    for e in std::fs::read_dir(index).into_iter().flatten().flatten() {
-        let Ok(bundle) = std::fs::read_link(e.path()) else {
-            continue;
-        };
-        let st: Option<serde_json::Value> = std::fs::read(bundle.join("state.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let pid = st.and_then(|v| v["pid"].as_i64()).unwrap_or(0) as i32;
-        if pid > 0 && alive(pid) && !bundle.join("exit.json").exists() {
-            out.insert(e.file_name().to_string_lossy().into_owned(), pid);
-        }
-    }
-    out
 }
 
 fn log_count(c: &Cluster, worker: &str, needle: &str) -> usize {
