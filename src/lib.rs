@@ -3,9 +3,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod firstboot;
 pub mod install;
 pub mod logging;
 pub mod master;
+pub mod pki;
 pub mod proto;
 pub mod up;
 pub mod util;

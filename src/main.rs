@@ -12,10 +12,12 @@ fn main() {
     if argv.get(1).map(String::as_str) == Some("__exec") {
         std::process::exit(herd::worker::runtime::exec::main(&argv[2..]));
     }
+    // One TLS provider for the process (reqwest builds its configs from the default).
+    herd::pki::install_provider();
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Command::Up(_) | Command::Master(_) | Command::Worker(_)
+        Command::Up(_) | Command::Master(_) | Command::Worker(_) | Command::Firstboot(_)
     ) {
         // Client verbs behave like Unix tools: `herd get pods | head` ends quietly instead of
         // panicking on EPIPE. Servers keep Rust's ignored SIGPIPE (a closed log pipe must not

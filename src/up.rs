@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::watch;
 
-use crate::cli::args::LifecycleArgs;
+use crate::cli::args::{LifecycleArgs, TlsArgs};
 use crate::cli::{MasterArgs, UpArgs, WorkerArgs};
 use crate::master::{self, MasterConfig};
 use crate::worker::{self, WorkerConfig};
@@ -58,6 +58,16 @@ fn master_config(
         admin_conf: admin_conf.to_path_buf(),
         heartbeat_timeout: Duration::from_secs(lifecycle.node_grace_seconds),
         eviction_grace: Duration::from_secs(lifecycle.eviction_seconds),
+        tls: true,
+        tls_sans: Vec::new(),
+    }
+}
+
+impl MasterConfig {
+    fn with_tls(mut self, tls: &TlsArgs) -> MasterConfig {
+        self.tls = !tls.insecure;
+        self.tls_sans = tls.tls_sans.clone();
+        self
     }
 }
 
@@ -97,7 +107,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &args.advertise_address,
         &admin_conf,
         &args.lifecycle,
-    );
+    )
+    .with_tls(&args.tls);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     signalled().await;
@@ -113,6 +124,7 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         join: args.join.clone(),
         token: args.token.clone(),
+        ca_hash: args.ca_hash.clone(),
         node_name: args
             .node_name
             .clone()
@@ -149,13 +161,15 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &args.advertise_address,
         &admin_conf,
         &args.lifecycle,
-    );
+    )
+    .with_tls(&args.tls);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     let wcfg = WorkerConfig {
         data_dir: args.data_dir.join("worker"),
         join: m.api_url.clone(),
         token: m.join_token.clone(),
+        ca_hash: m.ca_hash.clone(),
         node_name: args
             .node_name
             .clone()

@@ -193,20 +193,7 @@ fn malformed_mqtt_payloads_are_dropped_and_the_cluster_keeps_working() {
     let c = Cluster::start(&[&[]]);
     c.wait_nodes_ready();
     let password = std::fs::read_to_string(c.master.data_dir.join("mqtt-master.secret")).unwrap();
-    let port = {
-        // The embedded broker's port, as the worker got it at join.
-        let creds: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(c.workers[0].data_dir.join("node.json")).unwrap(),
-        )
-        .unwrap();
-        creds["mqttUrl"]
-            .as_str()
-            .unwrap()
-            .rsplit(':')
-            .next()
-            .unwrap()
-            .to_string()
-    };
+    let endpoint = c.mosquitto_args();
     let garbage: &[(&str, &[u8])] = &[
         ("herd/v1/nodes/w1/info", b"{not json"),
         ("herd/v1/nodes/w1/heartbeat", b"[1,2,3]"),
@@ -225,11 +212,8 @@ fn malformed_mqtt_payloads_are_dropped_and_the_cluster_keeps_working() {
     ];
     for (topic, payload) in garbage {
         let st = std::process::Command::new("mosquitto_pub")
+            .args(&endpoint)
             .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
                 "-u",
                 "herd-master",
                 "-P",

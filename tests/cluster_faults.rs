@@ -99,6 +99,7 @@ fn hostile_http_bodies_get_field_errors_and_change_nothing() {
     let url = format!("{}/api/v1/namespaces/default/pods", c.api_url);
     let post = |body: &str| -> (u16, serde_json::Value) {
         let out = std::process::Command::new("curl")
+            .args(c.curl_ca())
             .args(["-s", "-o", "-", "-w", "\n%{http_code}", "-X", "POST", "-H"])
             .arg(format!("Authorization: Bearer {token}"))
             .args([
@@ -176,6 +177,7 @@ fn hostile_http_bodies_get_field_errors_and_change_nothing() {
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1));
     // Without a token: 401; with a wrong one: 401.
     let out = std::process::Command::new("curl")
+        .args(c.curl_ca())
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
         .output()
         .unwrap();

@@ -72,10 +72,15 @@ pub enum Command {
     Token(TokenCommand),
     /// Print client and server versions
     Version(VersionArgs),
+    /// Parse and validate manifests offline; with --nodes, show where the pods would schedule
+    Validate(crate::cli::validate::ValidateArgs),
     /// Install herd as a systemd service on this machine (binary, unit, config)
     Install(InstallArgs),
     /// Remove what `herd install` installed (keeps /var/lib/herd unless --purge)
     Uninstall(UninstallArgs),
+    /// Set up a board from herd.toml on its boot partition (herd images: images/README.md)
+    #[command(subcommand)]
+    Firstboot(crate::firstboot::FirstbootAction),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -103,6 +108,8 @@ pub struct UpArgs {
     pub leave_running: bool,
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -128,6 +135,8 @@ pub struct MasterArgs {
     pub advertise_address: Option<String>,
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -146,6 +155,19 @@ pub struct MasterStateArgs {
     /// Master state directory
     #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/master")]
     pub data_dir: PathBuf,
+}
+
+/// TLS for the API and the MQTT gate (on by default; a cluster CA is made on first start).
+#[derive(Debug, Clone, Args)]
+pub struct TlsArgs {
+    /// Serve plain HTTP and MQTT instead of HTTPS and MQTTS (tests, debugging; anyone on the
+    /// LAN can then read tokens and impersonate nodes)
+    #[arg(long)]
+    pub insecure: bool,
+    /// Extra name or IP for the server certificate (repeatable); the host name, localhost and
+    /// every local address are always included
+    #[arg(long = "tls-san", value_name = "NAME|IP")]
+    pub tls_sans: Vec<String>,
 }
 
 /// How fast the master gives up on a silent node and moves its pods.
@@ -169,6 +191,10 @@ pub struct WorkerArgs {
     /// Join token, as printed by `herd master` or `herd token create`
     #[arg(long, value_name = "TOKEN", env = "HERD_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// Hash of the cluster CA, as printed by `herd master` (`sha256:…`): the worker trusts an
+    /// https master only if its CA matches (needed for https URLs)
+    #[arg(long, value_name = "sha256:HEX", env = "HERD_CA_HASH")]
+    pub ca_hash: Option<String>,
     /// Worker state directory (images/, containers/, volumes/, state)
     #[arg(
         long,
@@ -480,6 +506,9 @@ pub struct InstallArgs {
     /// Worker: join token, as printed by `herd master` or `herd token create`
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+    /// Worker: the cluster CA's hash (`sha256:…`), as printed by `herd master`
+    #[arg(long, value_name = "sha256:HEX")]
+    pub ca_hash: Option<String>,
     /// Worker and up: name of this node [default: hostname, at each start]
     #[arg(long, value_name = "NAME")]
     pub node_name: Option<String>,

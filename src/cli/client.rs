@@ -16,8 +16,8 @@ pub enum ApiError {
     Status(Box<Status>),
     #[error("cannot reach the herd API at {server}: is `herd up`/`herd master` running?")]
     Unreachable { server: String },
-    #[error("{server}: https is not supported by this client yet; use an http:// server")]
-    HttpsUnsupported { server: String },
+    #[error("{server}: {problem}")]
+    Tls { server: String, problem: String },
     /// The cause is the `source()`, printed by the error chain (`{:#}`).
     #[error("{method} {url}")]
     Transport {
@@ -111,12 +111,48 @@ pub struct Client {
 impl Client {
     /// `server` is the base URL (`http://HOST:PORT`); requests carry `token` as a bearer token.
     pub fn new(server: &str, token: &str) -> Result<Client, ApiError> {
+        Self::with_ca(server, token, None, false)
+    }
+
+    /// For https: trust `ca_pem_base64` (the kubeconfig's certificate-authority-data) and
+    /// nothing else, or skip verification when the config says so explicitly.
+    pub fn with_ca(
+        server: &str,
+        token: &str,
+        ca_pem_base64: Option<&str>,
+        insecure_skip_verify: bool,
+    ) -> Result<Client, ApiError> {
+        // reqwest asks rustls for the process's provider even for plain http.
+        crate::pki::install_provider();
         let server = server.trim_end_matches('/').to_string();
-        if server.starts_with("https://") {
-            return Err(ApiError::HttpsUnsupported { server });
-        }
+        let tls_err = |problem: String| ApiError::Tls {
+            server: server.clone(),
+            problem,
+        };
         // No overall timeout: `logs -f` streams for as long as the user wants.
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if server.starts_with("https://") {
+            if insecure_skip_verify {
+                builder = builder.danger_accept_invalid_certs(true);
+            } else {
+                let b64 = ca_pem_base64.ok_or_else(|| {
+                    tls_err("https server but the config has no certificate-authority-data (copy admin.conf from the master)".into())
+                })?;
+                use base64::Engine;
+                let pem = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|e| tls_err(format!("certificate-authority-data: {e}")))?;
+                let pem = String::from_utf8_lossy(&pem);
+                let der = crate::pki::der_from_pem(
+                    &pem,
+                    std::path::Path::new("certificate-authority-data"),
+                )
+                .map_err(|e| tls_err(e.to_string()))?;
+                let cfg = crate::pki::client_config(&der).map_err(|e| tls_err(e.to_string()))?;
+                builder = builder.use_preconfigured_tls((*cfg).clone());
+            }
+        }
+        let http = builder
             .connect_timeout(Duration::from_secs(10))
             .user_agent(concat!("herd/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -343,8 +379,17 @@ mod tests {
     }
 
     #[test]
-    fn https_servers_are_refused_with_a_clear_message() {
+    fn https_needs_the_cluster_ca_in_the_config() {
         let err = Client::new("https://10.0.0.1:6443", "t").unwrap_err();
-        assert!(err.to_string().contains("https is not supported"), "{err}");
+        assert!(
+            err.to_string().contains("no certificate-authority-data"),
+            "{err}"
+        );
+        let err = Client::with_ca("https://10.0.0.1:6443", "t", Some("%%%"), false).unwrap_err();
+        assert!(
+            err.to_string().contains("certificate-authority-data"),
+            "{err}"
+        );
+        assert!(Client::with_ca("https://10.0.0.1:6443", "t", None, true).is_ok());
     }
 }

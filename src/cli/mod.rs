@@ -11,6 +11,7 @@ pub mod kind;
 pub mod kubeconfig;
 pub mod resource;
 pub mod table;
+pub mod validate;
 pub mod workload;
 
 pub use args::{
@@ -32,6 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Install(_) | Command::Uninstall(_) => {
             anyhow::bail!("install and uninstall are run by main, not by cli::run")
         }
+        Command::Firstboot(a) => crate::firstboot::main(a).await,
         Command::Apply(a) => commands::apply::run(a, g).await,
         Command::Get(a) => commands::get::run(a, g).await,
         Command::Describe(a) => commands::describe::run(a, g).await,
@@ -47,6 +49,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Ls(a)) => commands::image::ls(a).await,
         Command::Token(TokenCommand::Create(a)) => commands::token::run(a, g).await,
         Command::Version(a) => commands::version::run(a, g).await,
+        Command::Validate(a) => validate::run(a),
     }
 }
 

@@ -72,6 +72,7 @@ pub fn conflicts(role: InstallRole) -> &'static [RoleFiles] {
 pub struct Settings {
     pub join: Option<String>,
     pub token: Option<String>,
+    pub ca_hash: Option<String>,
     pub node_name: Option<String>,
     pub node_labels: Vec<String>,
 }
@@ -132,6 +133,14 @@ pub fn validate(role: InstallRole, s: &Settings) -> Result<(), InstallError> {
     use InstallRole::*;
     only_for(role, "--join", s.join.is_some(), &[Worker])?;
     only_for(role, "--token", s.token.is_some(), &[Worker])?;
+    only_for(role, "--ca-hash", s.ca_hash.is_some(), &[Worker])?;
+    if let Some(h) = &s.ca_hash {
+        crate::pki::parse_ca_hash(h).map_err(|e| InstallError::BadValue {
+            field: "--ca-hash".into(),
+            value: h.clone(),
+            problem: e.to_string(),
+        })?;
+    }
     only_for(role, "--node-name", s.node_name.is_some(), &[Worker, Up])?;
     only_for(role, "--node-label", !s.node_labels.is_empty(), &[Worker])?;
     if role == Worker && !s.is_empty() && (s.join.is_none() || s.token.is_none()) {
@@ -187,6 +196,12 @@ pub fn render_env(role: InstallRole, s: &Settings) -> String {
             out.push_str("# Holds the join token: keep it readable by root only (0600).\n");
             opt(&mut out, "HERD_JOIN", s.join.as_deref(), "the master's URL");
             opt(&mut out, "HERD_TOKEN", s.token.as_deref(), "a join token");
+            opt(
+                &mut out,
+                "HERD_CA_HASH",
+                s.ca_hash.as_deref(),
+                "the cluster CA's sha256, needed for an https master",
+            );
             opt(
                 &mut out,
                 "HERD_NODE_NAME",

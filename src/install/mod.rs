@@ -121,6 +121,7 @@ pub fn install_into(
     let settings = Settings {
         join: args.join.clone(),
         token: args.token.clone(),
+        ca_hash: args.ca_hash.clone(),
         node_name: args.node_name.clone(),
         node_labels: args.node_labels.clone(),
     };
@@ -296,6 +297,7 @@ mod tests {
             prefix: Some(prefix.to_path_buf()),
             join: None,
             token: None,
+            ca_hash: None,
             node_name: None,
             node_labels: Vec::new(),
             no_start: false,

@@ -3,6 +3,7 @@
 pub mod broker;
 pub mod bus;
 pub mod controllers;
+pub mod gate;
 pub mod ingest;
 pub mod maintenance;
 pub mod podops;
@@ -37,6 +38,10 @@ pub struct MasterConfig {
     pub heartbeat_timeout: Duration,
     /// How long pods stay bound to a NotReady node before they are replaced.
     pub eviction_grace: Duration,
+    /// HTTPS and MQTTS with the cluster CA (false: plain, `--insecure`).
+    pub tls: bool,
+    /// Extra names for the server certificate.
+    pub tls_sans: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +67,8 @@ pub enum MasterError {
     Maintenance(#[from] maintenance::MaintenanceError),
     #[error("admin config {path}: {message}")]
     AdminConf { path: PathBuf, message: String },
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
 }
 
 /// A started master; dropping it does not stop it, `shutdown` does.
@@ -71,6 +78,8 @@ pub struct RunningMaster {
     pub api_addr: SocketAddr,
     pub mqtt_url: String,
     pub join_token: String,
+    /// `sha256:…` of the cluster CA (None with `--insecure`).
+    pub ca_hash: Option<String>,
     pub admin_conf: PathBuf,
     pub store: Arc<Store>,
     stop: watch::Sender<bool>,
@@ -83,10 +92,14 @@ pub struct RunningMaster {
 impl RunningMaster {
     /// The line printed at start that joins a board.
     pub fn join_line(&self) -> String {
-        format!(
+        let mut line = format!(
             "herd worker --join {} --token {}",
             self.api_url, self.join_token
-        )
+        );
+        if let Some(h) = &self.ca_hash {
+            line.push_str(&format!(" --ca-hash {h}"));
+        }
+        line
     }
 
     /// Stops serving and waits for in-flight requests.
@@ -177,6 +190,22 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
     })?;
 
     let api_addr = parse_addr("api", &cfg.api_addr)?;
+    let pki = if cfg.tls {
+        let mut extra = cfg.tls_sans.clone();
+        extra.extend(cfg.advertise_address.clone());
+        Some(crate::pki::ensure(dir, &crate::pki::default_sans(&extra))?)
+    } else {
+        tracing::warn!(
+            "--insecure: plain HTTP and MQTT, tokens and node passwords travel in clear text"
+        );
+        None
+    };
+    let acceptor = pki
+        .as_ref()
+        .map(|p| p.server_config().map(tokio_rustls::TlsAcceptor::from))
+        .transpose()?;
+    let mut gate_task = None;
+    let mut public_mqtt = None;
     let (broker_url, endpoint) = match &cfg.broker {
         Some(url) => {
             crate::util::mqtt_url::parse(url).map_err(|e| MasterError::Addr {
@@ -190,14 +219,40 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
             )
         }
         None => {
-            let mqtt_addr = broker::resolve_port(parse_addr("mqtt", &cfg.mqtt_addr)?)?;
-            broker::start(mqtt_addr, store.clone(), mqtt_password.clone())?;
-            let local = format!("mqtt://{}:{}", url_host(&mqtt_addr, None), mqtt_addr.port());
+            // rumqttd listens on loopback only; the LAN sees the gate (TLS + topic ACLs).
+            let internal = broker::resolve_port(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            broker::start(internal, store.clone(), mqtt_password.clone())?;
+            let public = parse_addr("mqtt", &cfg.mqtt_addr)?;
+            let gate_listener =
+                tokio::net::TcpListener::bind(public)
+                    .await
+                    .map_err(|e| MasterError::Addr {
+                        what: "mqtt",
+                        addr: cfg.mqtt_addr.clone(),
+                        problem: e.to_string(),
+                    })?;
+            let gate_addr = gate_listener.local_addr().map_err(|e| MasterError::Addr {
+                what: "mqtt",
+                addr: cfg.mqtt_addr.clone(),
+                problem: e.to_string(),
+            })?;
+            let port = gate_addr.port();
+            public_mqtt = Some(format!(
+                "{}://{}:{port}",
+                if cfg.tls { "mqtts" } else { "mqtt" },
+                url_host(&gate_addr, cfg.advertise_address.as_deref())
+            ));
+            gate_task = Some(tokio::spawn(gate::serve(
+                gate_listener,
+                internal,
+                acceptor.clone(),
+            )));
             (
-                local,
+                format!("mqtt://127.0.0.1:{}", internal.port()),
                 server::BrokerEndpoint::Embedded {
-                    port: mqtt_addr.port(),
+                    port,
                     advertise: cfg.advertise_address.clone(),
+                    tls: cfg.tls,
                 },
             )
         }
@@ -211,7 +266,7 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         liveness.beat(&n.metadata.name);
     }
     let (inbox_tx, inbox_rx) = mpsc::channel(1024);
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(bus.clone().run(eventloop, inbox_tx)),
         tokio::spawn(ingest::run(store.clone(), liveness.clone(), inbox_rx)),
         tokio::spawn(controllers::scheduling::run(store.clone())),
@@ -231,6 +286,7 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         )),
     ];
 
+    tasks.extend(gate_task);
     let listener =
         tokio::net::TcpListener::bind(api_addr)
             .await
@@ -245,7 +301,8 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         problem: e.to_string(),
     })?;
     let api_url = format!(
-        "http://{}:{}",
+        "{}://{}:{}",
+        if cfg.tls { "https" } else { "http" },
         url_host(&bound, cfg.advertise_address.as_deref()),
         bound.port()
     );
@@ -254,8 +311,9 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         store: store.clone(),
         bus,
         broker: endpoint,
+        ca_pem: pki.as_ref().map(|p| Arc::from(p.ca_pem.as_str())),
     };
-    let server = tokio::spawn(server::serve(listener, state, async move {
+    let server = tokio::spawn(server::serve(listener, state, acceptor, async move {
         let _ = stop_rx.wait_for(|s| *s).await;
     }));
 
@@ -264,18 +322,19 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         "herd",
         &api_url,
         &admin_token,
-        None,
+        pki.as_ref().map(|p| p.ca_pem.as_bytes()),
     )
     .map_err(|e| MasterError::AdminConf {
         path: cfg.admin_conf.clone(),
         message: e.to_string(),
     })?;
-    tracing::info!(api = %api_url, mqtt = %broker_url, "master started");
+    tracing::info!(api = %api_url, "master started");
     Ok(RunningMaster {
         api_url,
         api_addr: bound,
-        mqtt_url: broker_url,
+        mqtt_url: public_mqtt.unwrap_or(broker_url),
         join_token,
+        ca_hash: pki.as_ref().map(crate::pki::Pki::hash),
         admin_conf: cfg.admin_conf.clone(),
         store,
         stop,

@@ -8,15 +8,22 @@ pub struct UrlError {
 }
 
 /// Splits `mqtt://host:port` (port defaults to 1883; `tcp://` accepted as a synonym).
+/// Whether the URL asks for MQTT over TLS.
+pub fn is_tls(url: &str) -> bool {
+    url.starts_with("mqtts://")
+}
+
 pub fn parse(url: &str) -> Result<(String, u16), UrlError> {
     let err = |problem| UrlError {
         url: url.to_string(),
         problem,
     };
+    let tls = is_tls(url);
     let rest = url
         .strip_prefix("mqtt://")
         .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| err("must start with mqtt:// (mqtts:// comes with TLS support)"))?;
+        .or_else(|| url.strip_prefix("mqtts://"))
+        .ok_or_else(|| err("must start with mqtt:// or mqtts://"))?;
     let rest = rest.trim_end_matches('/');
     if rest.is_empty() || rest.contains('/') || rest.contains('@') {
         return Err(err("expected mqtt://HOST:PORT"));
@@ -29,6 +36,7 @@ pub fn parse(url: &str) -> Result<(String, u16), UrlError> {
         Some(p) => p
             .parse::<u16>()
             .map_err(|_| err("port is not a number 1-65535"))?,
+        None if tls => 8883,
         None => 1883,
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');

@@ -49,6 +49,16 @@ fn jitter(d: Duration) -> Duration {
     d / 2 * u32::from(r) / u32::from(u16::MAX)
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Url(#[from] crate::util::mqtt_url::UrlError),
+    #[error("the broker is mqtts:// but node.json holds no CA certificate: join again")]
+    NoCa,
+    #[error(transparent)]
+    Pki(#[from] crate::pki::PkiError),
+}
+
 type Shared<T> = Arc<Mutex<T>>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -60,11 +70,26 @@ pub async fn run<R: Runtime>(
     mut manager: Manager<R>,
     mut reports: mpsc::Receiver<Report>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<(), crate::util::mqtt_url::UrlError> {
+) -> Result<(), AgentError> {
     let node = cfg.creds.node_name.clone();
     let (host, port) = crate::util::mqtt_url::parse(&cfg.creds.mqtt_url)?;
     let mut opts = MqttOptions::new(node.clone(), host.clone(), port);
     opts.set_credentials(cfg.creds.username.clone(), cfg.creds.password.clone());
+    if crate::util::mqtt_url::is_tls(&cfg.creds.mqtt_url) {
+        // Trust only the CA pinned at join; without it MQTTS cannot be verified.
+        let tls = cfg
+            .creds
+            .ca_cert
+            .as_deref()
+            .ok_or(AgentError::NoCa)
+            .and_then(|pem| {
+                let der = crate::pki::der_from_pem(pem, std::path::Path::new("node.json"))?;
+                Ok(crate::pki::client_config(&der)?)
+            })?;
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
     opts.set_keep_alive(Duration::from_secs(5));
     opts.set_clean_session(true);
     opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);

@@ -26,6 +26,8 @@ pub struct WorkerConfig {
     pub data_dir: PathBuf,
     pub join: String,
     pub token: String,
+    /// Pins the master's CA for an https `join` URL.
+    pub ca_hash: Option<String>,
     pub node_name: String,
     pub labels: BTreeMap<String, String>,
     pub heartbeat: Duration,
@@ -50,7 +52,7 @@ pub enum WorkerError {
     #[error(transparent)]
     Images(#[from] images::ImageError),
     #[error(transparent)]
-    Url(#[from] crate::util::mqtt_url::UrlError),
+    Agent(#[from] agent::AgentError),
 }
 
 /// Parses `k=v` node labels, validating key and value like Kubernetes.
@@ -97,7 +99,16 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     // With credentials from an earlier join the master need not be reachable to start.
     let creds = match join::load(&creds_path)? {
         Some(c) if c.node_name == cfg.node_name && c.master == cfg.join => c,
-        _ => join::join(&cfg.join, &cfg.token, &cfg.node_name, &creds_path).await?,
+        _ => {
+            join::join(
+                &cfg.join,
+                &cfg.token,
+                cfg.ca_hash.as_deref(),
+                &cfg.node_name,
+                &creds_path,
+            )
+            .await?
+        }
     };
     tracing::info!(node = %creds.node_name, broker = %creds.mqtt_url, "joined");
     let images = Arc::new(images::ImageStore::open(&images_dir(dir))?);

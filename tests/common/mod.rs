@@ -43,6 +43,12 @@ pub fn busybox_tar(dir: &Path) -> PathBuf {
     out
 }
 
+fn ca_args(ca_hash: Option<&str>) -> Vec<String> {
+    ca_hash
+        .map(|h| vec!["--ca-hash".to_string(), h.to_string()])
+        .unwrap_or_default()
+}
+
 pub struct Proc {
     pub name: String,
     pub child: Child,
@@ -54,6 +60,8 @@ pub struct Cluster {
     pub master: Proc,
     pub api_url: String,
     pub token: String,
+    /// `--ca-hash` from the join line (TLS is on by default).
+    pub ca_hash: Option<String>,
     pub workers: Vec<Proc>,
     pub image: PathBuf,
     /// With a topology: the master's (and the CLI's) network namespace, and each worker's.
@@ -168,11 +176,13 @@ impl Cluster {
         let parts: Vec<&str> = join.split_whitespace().collect();
         let api_url = parts[3].to_string();
         let token = parts[5].to_string();
+        let ca_hash = parts.get(7).map(|s| s.to_string());
         let mut c = Cluster {
             tmp,
             master,
             api_url,
             token,
+            ca_hash,
             workers: Vec::new(),
             image,
             master_ns,
@@ -207,7 +217,11 @@ impl Cluster {
     pub fn restart_master(&mut self) {
         let _ = self.master.child.kill();
         let _ = self.master.child.wait();
-        let api = self.api_url.trim_start_matches("http://").to_string();
+        let api = self
+            .api_url
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .to_string();
         let creds: serde_json::Value = serde_json::from_slice(
             &std::fs::read(self.workers[0].data_dir.join("node.json")).expect("node.json"),
         )
@@ -215,6 +229,7 @@ impl Cluster {
         let mqtt = creds["mqttUrl"]
             .as_str()
             .expect("mqttUrl")
+            .trim_start_matches("mqtts://")
             .trim_start_matches("mqtt://")
             .to_string();
         let log = std::fs::OpenOptions::new()
@@ -250,6 +265,7 @@ impl Cluster {
     /// Starts a stopped (or killed) worker again with the same name and data dir.
     pub fn restart_worker(&mut self, name: &str) {
         let (api, token) = (self.api_url.clone(), self.token.clone());
+        let ca_hash = self.ca_hash.clone();
         let ns = self.worker_ns.get(name).cloned();
         let log = std::fs::OpenOptions::new()
             .append(true)
@@ -273,11 +289,40 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(&w.data_dir)
+            .args(ca_args(ca_hash.as_deref()))
             .env("HERD_RESTART_BACKOFF_BASE_MS", "300")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .spawn()
             .expect("respawn worker");
+    }
+
+    /// `-h/-p` (and `--cafile` for MQTTS) for mosquitto_pub/sub towards the master's MQTT
+    /// endpoint, as the first worker got it at join.
+    pub fn mosquitto_args(&self) -> Vec<String> {
+        let creds: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(self.workers[0].data_dir.join("node.json")).expect("node.json"),
+        )
+        .expect("node.json is json");
+        let url = creds["mqttUrl"].as_str().expect("mqttUrl").to_string();
+        let port = url.rsplit(':').next().unwrap_or("").to_string();
+        let mut args = vec!["-h".into(), "127.0.0.1".into(), "-p".into(), port];
+        if url.starts_with("mqtts://") {
+            args.push("--cafile".into());
+            let ca = self.master.data_dir.join("pki/ca.crt");
+            args.push(ca.to_string_lossy().into_owned());
+        }
+        args
+    }
+
+    /// `--cacert CA` for curl when the API is https (it is by default).
+    pub fn curl_ca(&self) -> Vec<String> {
+        if self.api_url.starts_with("https://") {
+            let ca = self.master.data_dir.join("pki/ca.crt");
+            vec!["--cacert".into(), ca.to_string_lossy().into_owned()]
+        } else {
+            Vec::new()
+        }
     }
 
     pub fn config(&self) -> PathBuf {
@@ -313,6 +358,7 @@ impl Cluster {
             "--data-dir",
         ])
         .arg(&dir)
+        .args(ca_args(self.ca_hash.as_deref()))
         .env("HERD_RESTART_BACKOFF_BASE_MS", "300");
         for l in labels {
             cmd.args(["--node-label", l]);

@@ -46,7 +46,12 @@ impl Session {
     pub fn open(global: &GlobalArgs) -> anyhow::Result<Session> {
         let r = kubeconfig::load(global.config.as_deref(), global.context.as_deref())?;
         Ok(Session {
-            client: Client::new(&r.server, &r.token)?,
+            client: Client::with_ca(
+                &r.server,
+                &r.token,
+                r.ca_pem_base64.as_deref(),
+                r.insecure_skip_tls_verify,
+            )?,
             namespace: r.namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()),
         })
     }

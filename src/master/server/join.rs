@@ -30,7 +30,11 @@ pub struct JoinResponse {
 fn broker_url(b: &BrokerEndpoint, headers: &HeaderMap) -> String {
     match b {
         BrokerEndpoint::External { url } => url.clone(),
-        BrokerEndpoint::Embedded { port, advertise } => {
+        BrokerEndpoint::Embedded {
+            port,
+            advertise,
+            tls,
+        } => {
             let host = advertise.clone().unwrap_or_else(|| {
                 let h = headers
                     .get(axum::http::header::HOST)
@@ -43,7 +47,8 @@ fn broker_url(b: &BrokerEndpoint, headers: &HeaderMap) -> String {
                     _ => h.to_string(),
                 }
             });
-            format!("mqtt://{host}:{port}")
+            let scheme = if *tls { "mqtts" } else { "mqtt" };
+            format!("{scheme}://{host}:{port}")
         }
     }
 }

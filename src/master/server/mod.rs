@@ -31,6 +31,8 @@ pub enum BrokerEndpoint {
     Embedded {
         port: u16,
         advertise: Option<String>,
+        /// The gate speaks MQTTS (`mqtts://`).
+        tls: bool,
     },
     /// External broker, told to workers as given.
     External { url: String },
@@ -41,7 +43,13 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub bus: Arc<Bus>,
     pub broker: BrokerEndpoint,
+    /// The cluster CA (PEM) when serving TLS: served to joining workers, who check its hash.
+    pub ca_pem: Option<Arc<str>>,
 }
+
+/// Where a joining worker fetches the CA certificate (no auth: it is public, and the worker
+/// trusts it only if its hash matches the one it was given).
+pub const CA_PATH: &str = "/apis/herd.io/v1/ca";
 
 /// Errors as Kubernetes `Status` bodies, so clients print `message` as-is.
 #[derive(Debug)]
@@ -175,6 +183,7 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(version))
         .route("/healthz", get(|| async { "ok" }))
         .route("/apis/herd.io/v1/join", post(join::join))
+        .route(CA_PATH, get(ca_cert))
         .merge(authed)
         .fallback(|| async {
             ApiError::new(
@@ -184,6 +193,15 @@ pub fn router(state: AppState) -> Router {
             )
         })
         .with_state(state)
+}
+
+async fn ca_cert(State(st): State<AppState>) -> Result<String, ApiError> {
+    st.ca_pem.as_deref().map(str::to_string).ok_or_else(|| {
+        ApiError::not_found(
+            "certificate",
+            "ca (this master serves plain HTTP: --insecure)",
+        )
+    })
 }
 
 async fn version() -> Json<serde_json::Value> {
@@ -236,13 +254,53 @@ async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response 
     }
 }
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves; over TLS when `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state);
+    let Some(acceptor) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    // axum::serve speaks plain TCP only: accept, handshake (bounded, off the accept loop so
+    // a stalled client blocks nobody), then hand the stream to hyper with the same router.
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "api: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return Ok(()),
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let hs = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp));
+            let stream = match hs.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "api: TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "api: connection ended");
+            }
+        });
+    }
 }
