@@ -43,6 +43,7 @@ fn config(dir: &Path, tag: &str, i: usize) -> ContainerConfig {
         cgroup_path: format!("/herd-bench-{tag}/{id}"),
         log_path: dir.join("logs").join(format!("{id}.log")),
         log_max_bytes: 1 << 20,
+        security: Default::default(),
         id,
     }
 }

@@ -109,6 +109,7 @@ fn raw_child(args: &[String]) -> i32 {
             cgroup_path: format!("/herd-slice-{tag}/{id}"),
             log_path: dir.join("raw.log"),
             log_max_bytes: 1 << 20,
+            security: Default::default(),
             id: id.clone(),
         };
         std::fs::create_dir_all(&cfg.bundle_dir).expect("create bundle dir");

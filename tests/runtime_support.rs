@@ -99,19 +99,27 @@ impl Fixture {
             resources: Resources::default(),
             log_path: self.dir.path().join("logs").join(format!("{id}.log")),
             log_max_bytes: 1 << 20,
+            security: Default::default(),
             cgroup_path,
             id,
         }
     }
 }
 
-/// Pids of live shims whose command line names `needle`.
+/// Pids of live shims whose command line names `needle`. A container's init is a clone of
+/// its shim with the same command line until it execs the container's command (libcontainer
+/// names it `youki:[2:INIT]`); it is not a shim, and a test that looks right after a start
+/// can catch it before its exec.
 pub fn shims_mentioning(needle: &str) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
             continue;
         };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.starts_with("youki:") {
+            continue;
+        }
         let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
             continue;
         };

@@ -426,7 +426,6 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "runtimeClassName",
             "schedulerName",
             "schedulingGates",
-            "securityContext",
             "serviceAccount",
             "serviceAccountName",
             "setHostnameAsFQDN",
@@ -459,7 +458,6 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "lifecycle",
             "resizePolicy",
             "restartPolicy",
-            "securityContext",
             "stdin",
             "stdinOnce",
             "terminationMessagePath",
@@ -468,6 +466,23 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "volumeDevices",
             "volumeMounts",
         ],
+        ["spec", "securityContext"] => &[
+            "appArmorProfile",
+            "fsGroupChangePolicy",
+            "seLinuxChangePolicy",
+            "seLinuxOptions",
+            "supplementalGroupsPolicy",
+            "sysctls",
+            "windowsOptions",
+        ],
+        ["spec", "containers", "securityContext"] => &[
+            "appArmorProfile",
+            "procMount",
+            "seLinuxOptions",
+            "windowsOptions",
+        ],
+        ["spec", "securityContext", "seccompProfile"]
+        | ["spec", "containers", "securityContext", "seccompProfile"] => &["localhostProfile"],
         ["spec", "containers", "env"] => &["valueFrom"],
         ["spec", "containers", "ports"] => &["hostIP", "hostPort"],
         ["spec", "containers", "livenessProbe" | "readinessProbe" | "startupProbe"] => &["grpc"],
@@ -723,10 +738,119 @@ spec:
                 DEPLOYMENT.replace("  template:", "  volumes: []\n  template:"),
                 "spec.volumes",
             ),
+            (
+                DEPLOYMENT.replace(
+                    "image: busybox",
+                    "image: busybox\n        securityContext: {runAsUser: -1}",
+                ),
+                "spec.template.spec.containers[0].securityContext.runAsUser",
+            ),
+            (
+                DEPLOYMENT.replace(
+                    "image: busybox",
+                    "image: busybox\n        securityContext: {procMount: Unmasked}",
+                ),
+                "spec.template.spec.containers[0].securityContext.procMount",
+            ),
         ];
         for (text, path) in cases {
             let e = parse(&text).unwrap_err();
             assert_eq!(e.path, path, "{e}");
+        }
+    }
+
+    #[test]
+    fn security_contexts_parse_and_unsupported_parts_are_named() {
+        let text = with(
+            "  restartPolicy: OnFailure\n",
+            "  restartPolicy: OnFailure
+  securityContext:
+    runAsUser: 1000
+    runAsNonRoot: true
+    fsGroup: 2000
+    supplementalGroups: [3000]
+    seccompProfile: {type: RuntimeDefault}
+",
+        )
+        .replace(
+            "    image: nginx:1.27\n",
+            "    image: nginx:1.27
+    securityContext:
+      readOnlyRootFilesystem: true
+      allowPrivilegeEscalation: false
+      capabilities: {drop: [ALL], add: [NET_BIND_SERVICE]}
+",
+        );
+        let objects = parse(&text).unwrap();
+        let p = pod(&objects, 0);
+        let psc = p.spec.security_context.as_ref().unwrap();
+        assert_eq!((psc.run_as_user, psc.fs_group), (Some(1000), Some(2000)));
+        let sc = p.spec.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(sc.capabilities.as_ref().unwrap().add, ["NET_BIND_SERVICE"]);
+
+        let cases = [
+            (
+                "  securityContext: {sysctls: []}\n",
+                "spec.securityContext.sysctls",
+                "not supported yet",
+            ),
+            (
+                "  securityContext: {seccompProfile: {type: Localhost, localhostProfile: x.json}}\n",
+                "spec.securityContext.seccompProfile.localhostProfile",
+                "not supported yet",
+            ),
+            (
+                "  securityContext: {seccompProfile: {type: Localhost}}\n",
+                "spec.securityContext.seccompProfile.type",
+                "Localhost is not supported yet",
+            ),
+            (
+                "  securityContext: {runAsGroup: 2147483648}\n",
+                "spec.securityContext.runAsGroup",
+                "must be <= 2147483647",
+            ),
+            (
+                "  securityContext: {runAsUsr: 1}\n",
+                "spec.securityContext.runAsUsr",
+                "unknown field (did you mean runAsUser?)",
+            ),
+        ];
+        for (line, path, message) in cases {
+            let text = with("  restartPolicy: OnFailure\n", line);
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.message.contains(message), "{e}");
+        }
+        let container_cases = [
+            (
+                "    securityContext: {seLinuxOptions: {level: s0}}\n",
+                "spec.containers[0].securityContext.seLinuxOptions",
+                "not supported yet",
+            ),
+            (
+                "    securityContext: {privilegd: true}\n",
+                "spec.containers[0].securityContext.privilegd",
+                "did you mean privileged?",
+            ),
+            (
+                "    securityContext: {capabilities: {drop: [EVERYTHING]}}\n",
+                "spec.containers[0].securityContext.capabilities.drop[0]",
+                "unknown capability \"EVERYTHING\"",
+            ),
+            (
+                "    securityContext: {privileged: true, allowPrivilegeEscalation: false}\n",
+                "spec.containers[0].securityContext.allowPrivilegeEscalation",
+                "cannot be false when privileged is true",
+            ),
+        ];
+        for (line, path, message) in container_cases {
+            let text = with(
+                "    image: nginx:1.27\n",
+                &format!("    image: nginx:1.27\n{line}"),
+            );
+            let e = parse(&text).unwrap_err();
+            assert_eq!(e.path, path, "{e}");
+            assert!(e.message.contains(message), "{e}");
         }
     }
 

@@ -9,14 +9,17 @@ pub mod pod;
 pub mod probe;
 pub mod quantity;
 pub mod scheduling;
+pub mod security;
 pub mod selector;
 pub mod validate;
 pub mod validate_apps;
 pub mod validate_scheduling;
+pub mod validate_security;
 
 pub use meta::{Condition, List, ObjectMeta, Status};
 pub use node::Node;
 pub use pod::{Container, ContainerStatus, Pod, PodPhase, PodSpec, PodStatus, RestartPolicy};
+pub use security::{PodSecurityContext, SecurityContext};
 
 pub const DEFAULT_NAMESPACE: &str = "default";
 

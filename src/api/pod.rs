@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::meta::{Condition, ObjectMeta};
 pub use super::probe::Probe;
 use super::scheduling::{Affinity, Toleration, TopologySpreadConstraint};
+pub use super::security::{PodSecurityContext, SecurityContext};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -54,6 +55,8 @@ pub struct PodSpec {
     pub tolerations: Vec<Toleration>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<PodSecurityContext>,
 }
 
 /// Kubernetes' default grace period.
@@ -102,6 +105,8 @@ pub struct Container {
     pub readiness_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub startup_probe: Option<Probe>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security_context: Option<SecurityContext>,
 }
 
 /// One `ports[]` entry. `hostPort`/`hostIP` are not supported yet (see `manifest`).

@@ -232,6 +232,8 @@ pub fn validate_pod(pod: &Pod) -> Result<(), ValidationError> {
     }
     errs.0
         .extend(super::validate_scheduling::validate_scheduling(spec));
+    errs.0
+        .extend(super::validate_security::validate_security(spec));
 
     if errs.0.is_empty() {
         Ok(())

@@ -179,6 +179,18 @@ fn describe_container(o: &mut String, c: &Container, st: Option<&ContainerStatus
     if let Some(id) = st.map(|s| s.image_id.as_str()).filter(|i| !i.is_empty()) {
         kv(o, 4, CW, "Image ID", id);
     }
+    if c.security_context
+        .as_ref()
+        .is_some_and(|sc| sc.is_privileged())
+    {
+        kv(
+            o,
+            4,
+            CW,
+            "Privileged",
+            "true (all capabilities, no seccomp filter, host devices)",
+        );
+    }
     for (key, list) in [("Command", &c.command), ("Args", &c.args)] {
         if !list.is_empty() {
             let _ = writeln!(o, "    {key}:");
@@ -490,6 +502,23 @@ mod tests {
         ] {
             assert!(d.contains(want), "missing {want:?} in\n{d}");
         }
+    }
+
+    #[test]
+    fn a_privileged_container_is_flagged() {
+        assert!(!describe_pod(&web()).contains("Privileged"));
+        let mut p = web();
+        p.spec.containers[0].security_context = Some(crate::api::SecurityContext {
+            privileged: Some(true),
+            ..Default::default()
+        });
+        let d = describe_pod(&p);
+        assert!(
+            d.contains(
+                "    Privileged:     true (all capabilities, no seccomp filter, host devices)\n"
+            ),
+            "{d}"
+        );
     }
 
     #[test]

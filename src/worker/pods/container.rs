@@ -227,10 +227,11 @@ pub async fn run<R: Runtime>(
                         status.image_id = image.id.clone();
                         (id, dir, s.started_at, None)
                     }
-                    Err(message) => {
-                        tracing::warn!(container = %spec.name, %message, "container did not start");
+                    Err(failure) => {
+                        let (reason, message) = failure.reason_and_message();
+                        tracing::warn!(container = %spec.name, %message, reason, "container did not start");
                         cleanup(&env, &id, &dir).await;
-                        status.state = waiting("CreateContainerError", message);
+                        status.state = waiting(reason, message);
                         send(&updates, index, &status, true).await;
                         let delay = match backoff.on_exit(
                             crate::api::RestartPolicy::Always,
@@ -465,6 +466,29 @@ async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result<Image, Str
     }
 }
 
+/// Why an attempt did not start, as the kubelet's waiting reasons tell it.
+enum StartFailure {
+    /// The container's settings forbid it (`runAsNonRoot` with a root user).
+    Config(String),
+    /// Creating or starting it failed.
+    Create(String),
+}
+
+impl StartFailure {
+    fn reason_and_message(self) -> (&'static str, String) {
+        match self {
+            StartFailure::Config(m) => ("CreateContainerConfigError", m),
+            StartFailure::Create(m) => ("CreateContainerError", m),
+        }
+    }
+}
+
+impl From<String> for StartFailure {
+    fn from(message: String) -> Self {
+        StartFailure::Create(message)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn start_one<R: Runtime>(
     env: &Env<R>,
@@ -474,7 +498,9 @@ async fn start_one<R: Runtime>(
     id: &str,
     dir: &std::path::Path,
     attempt: u32,
-) -> Result<Started, String> {
+) -> Result<Started, StartFailure> {
+    let confined = super::security::effective(pod, spec, &image.config.user)
+        .map_err(|e| StartFailure::Config(e.to_string()))?;
     let argv = containers::argv(spec, &image.config).map_err(|e| e.to_string())?;
     let resources = containers::resources(spec).map_err(|e| e.to_string())?;
     let hostname = pod.metadata.name.chars().take(63).collect::<String>();
@@ -510,7 +536,7 @@ async fn start_one<R: Runtime>(
         args: argv,
         env: envv,
         cwd: containers::cwd(spec, &image.config),
-        user: image.config.user.clone(),
+        user: confined.user,
         hostname,
         resources,
         cgroup_path: format!(
@@ -519,6 +545,7 @@ async fn start_one<R: Runtime>(
         ),
         log_path,
         log_max_bytes: env.log_max_bytes,
+        security: confined.security,
     };
     let started = env.runtime.start(&cfg).await.map_err(|e| e.to_string())?;
     tracing::info!(container = %spec.name, pid = started.pid, "container started");

@@ -1,4 +1,4 @@
-//! Pod lifecycle on the worker: pure decisions (`restart`, `phase`, `containers`,
+//! Pod lifecycle on the worker: pure decisions (`restart`, `phase`, `containers`, `security`,
 //! `probes::machine`) and the I/O shell that drives the runtime (`container`, `manager`,
 //! `probes::runner`).
 
@@ -9,3 +9,4 @@ pub mod manager;
 pub mod phase;
 pub mod probes;
 pub mod restart;
+pub mod security;

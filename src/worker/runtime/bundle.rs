@@ -9,12 +9,12 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capability, LinuxCapabilities, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory,
-    LinuxNamespace, LinuxNamespaceType, LinuxPids, LinuxResources, Mount, PosixRlimitBuilder,
-    PosixRlimitType, Root, Spec, User,
+    LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxMemory, LinuxNamespace, LinuxNamespaceType,
+    LinuxPids, LinuxResources, Mount, PosixRlimitBuilder, PosixRlimitType, Root, Spec, User,
 };
 
-use super::ContainerConfig;
+use super::seccomp::Host;
+use super::{security, ContainerConfig};
 
 /// PATH used when the image config does not set one (libcontainer refuses to exec without it).
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -207,36 +207,6 @@ pub fn user_for(cfg: &ContainerConfig) -> Result<ResolvedUser, BundleError> {
     })
 }
 
-/// Docker's default capability set: enough for ordinary images (chown files, bind low ports,
-/// drop to another user), nothing that reaches the host (no SYS_ADMIN, NET_ADMIN, SYS_MODULE…).
-fn default_capabilities() -> LinuxCapabilities {
-    let set: oci_spec::runtime::Capabilities = [
-        Capability::Chown,
-        Capability::DacOverride,
-        Capability::Fsetid,
-        Capability::Fowner,
-        Capability::Mknod,
-        Capability::NetRaw,
-        Capability::Setgid,
-        Capability::Setuid,
-        Capability::Setfcap,
-        Capability::Setpcap,
-        Capability::NetBindService,
-        Capability::SysChroot,
-        Capability::Kill,
-        Capability::AuditWrite,
-    ]
-    .into_iter()
-    .collect();
-    let mut caps = LinuxCapabilities::default();
-    caps.set_bounding(Some(set.clone()))
-        .set_effective(Some(set.clone()))
-        .set_permitted(Some(set))
-        .set_inheritable(Some(Default::default()))
-        .set_ambient(Some(Default::default()));
-    caps
-}
-
 fn resources(cfg: &ContainerConfig) -> LinuxResources {
     let r = &cfg.resources;
     let mut res = LinuxResources::default();
@@ -274,12 +244,16 @@ fn mounts() -> Vec<Mount> {
     oci_spec::runtime::get_default_mounts()
 }
 
-/// Builds the spec for `cfg` with an already resolved user. Pure.
 /// For containers with no QoS-derived score: between the protected agent (-900) and the
 /// kernel default, so a runaway pod goes before the OS but after best-effort ones.
 pub const DEFAULT_OOM_SCORE_ADJ: i32 = 0;
 
-pub fn spec_for(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Spec, BundleError> {
+/// Builds the spec for `cfg` with an already resolved user, for a worker on `host`. Pure.
+pub fn spec_for(
+    cfg: &ContainerConfig,
+    user: &ResolvedUser,
+    host: Host<'_>,
+) -> Result<Spec, BundleError> {
     if cfg.args.is_empty() {
         return Err(BundleError::NoArgs { id: cfg.id.clone() });
     }
@@ -308,10 +282,16 @@ pub fn spec_for(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Spec, Bund
         ));
     }
     let mut process = spec.process().clone().unwrap_or_default();
+    let mut gids = user.additional_gids.clone();
+    for g in &cfg.security.supplemental_groups {
+        if *g != user.gid && !gids.contains(g) {
+            gids.push(*g);
+        }
+    }
     let mut u = User::default();
-    u.set_uid(user.uid).set_gid(user.gid).set_additional_gids(
-        (!user.additional_gids.is_empty()).then(|| user.additional_gids.clone()),
-    );
+    u.set_uid(user.uid)
+        .set_gid(user.gid)
+        .set_additional_gids((!gids.is_empty()).then_some(gids));
     let nofile = PosixRlimitBuilder::default()
         .typ(PosixRlimitType::RlimitNofile)
         .soft(1024u64)
@@ -331,8 +311,6 @@ pub fn spec_for(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Spec, Bund
             PathBuf::from(&cfg.cwd)
         })
         .set_user(u)
-        .set_no_new_privileges(Some(true))
-        .set_capabilities(Some(default_capabilities()))
         .set_rlimits(Some(vec![nofile]))
         .set_oom_score_adj(Some(
             cfg.resources.oom_score_adj.unwrap_or(DEFAULT_OOM_SCORE_ADJ),
@@ -371,13 +349,15 @@ pub fn spec_for(cfg: &ContainerConfig, user: &ResolvedUser) -> Result<Spec, Bund
         .set_masked_paths(Some(masked))
         .set_readonly_paths(Some(oci_spec::runtime::get_default_readonly_paths()));
     spec.set_linux(Some(linux));
+    // Capabilities, no_new_privs, seccomp, read-only root, privileged mode.
+    security::apply(&mut spec, &cfg.security, host);
     Ok(spec)
 }
 
-/// Resolves the user and builds the spec (reads the rootfs' passwd/group).
+/// Resolves the user and builds the spec for this machine (reads the rootfs' passwd/group).
 pub fn build_spec(cfg: &ContainerConfig) -> Result<Spec, BundleError> {
     let user = user_for(cfg)?;
-    spec_for(cfg, &user)
+    spec_for(cfg, &user, Host::current())
 }
 
 /// Drops the swap limit on a cgroup v1 host without swap accounting, where libcgroups would
@@ -401,6 +381,7 @@ fn fit_to_host(spec: &mut Spec) {
 pub fn write_bundle(cfg: &ContainerConfig) -> Result<Spec, BundleError> {
     let mut spec = build_spec(cfg)?;
     fit_to_host(&mut spec);
+    security::fit_to_host(&mut spec, &cfg.security);
     let json = serde_json::to_vec_pretty(&spec).map_err(|e| BundleError::Spec {
         id: cfg.id.clone(),
         message: e.to_string(),
@@ -418,7 +399,8 @@ pub fn write_bundle(cfg: &ContainerConfig) -> Result<Spec, BundleError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::worker::runtime::Resources;
+    use crate::worker::runtime::{Resources, Security};
+    use oci_spec::runtime::{Capability, LinuxSeccompAction};
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
         daemon:x:1:1::/:/bin/false\n\
@@ -448,8 +430,14 @@ mod tests {
             cgroup_path: "/herd/pod1/abc-web-0".into(),
             log_path: "/b/log".into(),
             log_max_bytes: 1 << 20,
+            security: Default::default(),
         }
     }
+
+    const HOST: Host<'static> = Host {
+        arch: "x86_64",
+        kernel: (6, 1),
+    };
 
     #[test]
     fn empty_user_is_root_with_its_groups() {
@@ -492,7 +480,7 @@ mod tests {
     #[test]
     fn spec_carries_process_namespaces_and_resources() {
         let c = cfg();
-        let spec = spec_for(&c, &ResolvedUser::default()).unwrap();
+        let spec = spec_for(&c, &ResolvedUser::default(), HOST).unwrap();
         let p = spec.process().as_ref().unwrap();
         assert_eq!(p.args().as_ref().unwrap(), &c.args);
         let env = p.env().as_ref().unwrap();
@@ -577,7 +565,7 @@ mod tests {
         let mut c = cfg();
         c.args.clear();
         assert!(matches!(
-            spec_for(&c, &ResolvedUser::default()),
+            spec_for(&c, &ResolvedUser::default(), HOST),
             Err(BundleError::NoArgs { .. })
         ));
     }
@@ -594,5 +582,111 @@ mod tests {
         assert_eq!(read_in_root(&root, "/etc/passwd").unwrap(), "");
         std::fs::write(root.join("etc/group"), "g:x:5:\n").unwrap();
         assert_eq!(read_in_root(&root, "/etc/group").unwrap(), "g:x:5:\n");
+    }
+
+    #[test]
+    fn the_default_container_is_hardened() {
+        let spec = spec_for(&cfg(), &ResolvedUser::default(), HOST).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.no_new_privileges(), Some(true));
+        let bounding = p
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert_eq!(bounding.len(), 14);
+        let linux = spec.linux().as_ref().unwrap();
+        let filter = linux.seccomp().as_ref().expect("default seccomp profile");
+        assert_eq!(filter.default_action(), LinuxSeccompAction::ScmpActErrno);
+        assert!(linux.masked_paths().as_ref().unwrap().len() > 5);
+        assert!(linux
+            .readonly_paths()
+            .as_ref()
+            .unwrap()
+            .contains(&"/proc/sys".to_owned()));
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(false));
+        assert!(linux.devices().is_none());
+        let sys = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/sys"))
+            .unwrap();
+        assert!(sys.options().as_ref().unwrap().contains(&"ro".to_owned()));
+    }
+
+    #[test]
+    fn security_settings_reach_the_spec() {
+        let mut c = cfg();
+        c.security = Security {
+            read_only_rootfs: true,
+            allow_privilege_escalation: true,
+            capabilities_drop: vec!["ALL".into()],
+            capabilities_add: vec!["NET_BIND_SERVICE".into()],
+            supplemental_groups: vec![2000, 7, 2000],
+            ..Default::default()
+        };
+        let user = ResolvedUser {
+            uid: 1000,
+            gid: 7,
+            additional_gids: vec![10],
+        };
+        let spec = spec_for(&c, &user, HOST).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.no_new_privileges(), None);
+        assert_eq!(p.user().additional_gids().as_deref(), Some(&[10, 2000][..]));
+        let caps = p.capabilities().as_ref().unwrap();
+        assert_eq!(
+            caps.effective()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>(),
+            [&Capability::NetBindService]
+        );
+        assert_eq!(spec.root().as_ref().unwrap().readonly(), Some(true));
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_some());
+
+        c.security.seccomp_unconfined = true;
+        let spec = spec_for(&c, &user, HOST).unwrap();
+        assert!(spec.linux().as_ref().unwrap().seccomp().is_none());
+    }
+
+    #[test]
+    fn privileged_lifts_the_confinement_but_keeps_namespaces() {
+        let mut c = cfg();
+        c.security.privileged = true;
+        let spec = spec_for(&c, &ResolvedUser::default(), HOST).unwrap();
+        let p = spec.process().as_ref().unwrap();
+        assert_eq!(p.no_new_privileges(), None);
+        let bounding = p
+            .capabilities()
+            .as_ref()
+            .unwrap()
+            .bounding()
+            .clone()
+            .unwrap();
+        assert!(bounding.contains(&Capability::SysAdmin) && bounding.len() == 41);
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux.seccomp().is_none());
+        assert_eq!(linux.masked_paths().as_deref(), Some(&[][..]));
+        assert_eq!(linux.readonly_paths().as_deref(), Some(&[][..]));
+        let devices = linux
+            .resources()
+            .as_ref()
+            .unwrap()
+            .devices()
+            .as_ref()
+            .unwrap();
+        assert!(devices[0].allow() && devices[0].typ() == Some(LinuxDeviceType::A));
+        for m in spec.mounts().as_ref().unwrap() {
+            if m.destination().starts_with("/sys") {
+                assert!(!m.options().as_ref().unwrap().contains(&"ro".to_owned()));
+            }
+        }
+        assert_eq!(linux.namespaces().as_ref().unwrap().len(), 6);
     }
 }

@@ -125,8 +125,16 @@ pub fn main(args: &[String]) -> i32 {
     }
 }
 
-/// The uid, gid and extra gids the container's own process runs as, from its bundle.
-fn container_user(container: &Container) -> Result<(u32, u32, Vec<u32>), String> {
+/// What an exec'd process inherits from the container's bundle: the uid, gid and extra gids
+/// the container's own process runs as, and its seccomp filter.
+struct Confinement {
+    uid: u32,
+    gid: u32,
+    gids: Vec<u32>,
+    seccomp: Option<oci_spec::runtime::LinuxSeccomp>,
+}
+
+fn confinement(container: &Container) -> Result<Confinement, String> {
     let path = container.bundle().join("config.json");
     let spec =
         oci_spec::runtime::Spec::load(&path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -135,11 +143,12 @@ fn container_user(container: &Container) -> Result<(u32, u32, Vec<u32>), String>
         .as_ref()
         .map(|p| p.user().clone())
         .unwrap_or_default();
-    Ok((
-        user.uid(),
-        user.gid(),
-        user.additional_gids().clone().unwrap_or_default(),
-    ))
+    Ok(Confinement {
+        uid: user.uid(),
+        gid: user.gid(),
+        gids: user.additional_gids().clone().unwrap_or_default(),
+        seccomp: spec.linux().as_ref().and_then(|l| l.seccomp().clone()),
+    })
 }
 
 fn exec_in_container(opts: &Opts) -> Result<ExecOutput, String> {
@@ -152,7 +161,12 @@ fn exec_in_container(opts: &Opts) -> Result<ExecOutput, String> {
             container.status()
         ));
     }
-    let (uid, gid, gids) = container_user(&container)?;
+    let Confinement {
+        uid,
+        gid,
+        gids,
+        seccomp,
+    } = confinement(&container)?;
     let (out_r, out_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
     let err_w = out_w.try_clone().map_err(|e| format!("dup: {e}"))?;
@@ -171,6 +185,13 @@ fn exec_in_container(opts: &Opts) -> Result<ExecOutput, String> {
         .with_detach(true);
     let state_dir = opts.root.join(&opts.id);
     let lock = lock_exclusive(&state_dir.join(EXEC_LOCK))?;
+    // libcontainer 0.7 does not give a tenant the container's seccomp filter: load it into
+    // this helper (plus `setns`, which joining needs), and the command inherits it. From
+    // here on this process only joins, waits and reports, all of which the filter allows.
+    if let Some(filter) = &seccomp {
+        libcontainer::seccomp::initialize_seccomp(&super::seccomp::for_exec(filter))
+            .map_err(|e| format!("container {}: loading its seccomp filter: {e}", opts.id))?;
+    }
     // As in the shim: the command must not inherit Rust's ignored SIGPIPE.
     set_sigpipe(libc::SIG_DFL);
     let built = builder.build();

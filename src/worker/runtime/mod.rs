@@ -6,13 +6,16 @@
 //! calls libcontainer), [`exec`] (the one-shot `herd __exec` helper that runs a command inside
 //! a running container), [`linux`] ([`LinuxRuntime`], the agent side), [`logs`] (CRI log
 //! writing and reading), [`cgroups`] (finding/removing cgroup dirs on v1 and v2), [`sys`]
-//! (pidfd and sealed-memfd syscalls).
+//! (pidfd and sealed-memfd syscalls), [`security`] (capabilities, privileged mode, host
+//! devices) and [`seccomp`] (the default system call filter).
 
 pub mod bundle;
 pub mod cgroups;
 pub mod exec;
 pub mod linux;
 pub mod logs;
+pub mod seccomp;
+pub mod security;
 pub mod shim;
 pub mod sys;
 
@@ -46,6 +49,31 @@ pub struct ContainerConfig {
     pub log_path: PathBuf,
     /// Rotate to `<log_path>.1` beyond this size, keeping one old file.
     pub log_max_bytes: u64,
+    /// Hardening settings; the default is the secure default (absent in configs written by
+    /// older versions, which read as that default).
+    #[serde(default)]
+    pub security: Security,
+}
+
+/// How a container is confined, from its `securityContext` (see `pods::security`). The
+/// default is herd's hardened container: Docker's capability set, the default seccomp
+/// profile, masked /proc paths, no host devices, `no_new_privs`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct Security {
+    /// All capabilities, no seccomp, no masked or read-only paths, host devices, /sys writable.
+    pub privileged: bool,
+    pub read_only_rootfs: bool,
+    /// Leave `no_new_privs` unset (setuid binaries and file capabilities work).
+    pub allow_privilege_escalation: bool,
+    /// `capabilities.add`, canonical names without `CAP_` or `ALL`; ignored when privileged.
+    pub capabilities_add: Vec<String>,
+    /// `capabilities.drop`, as `capabilities_add`.
+    pub capabilities_drop: Vec<String>,
+    /// No seccomp filter (`seccompProfile.type: Unconfined`).
+    pub seccomp_unconfined: bool,
+    /// Groups added to the user's (`supplementalGroups`, `fsGroup`).
+    pub supplemental_groups: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]

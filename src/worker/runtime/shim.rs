@@ -122,7 +122,11 @@ pub fn main(args: &[String]) -> i32 {
         .with_ansi(false)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HERD_SHIM_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The seccomp profile names system calls of every architecture it covers; the
+                // host's libseccomp skipping the ones it does not know is expected.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,libcontainer::seccomp=error")
+                }),
         )
         .try_init();
 
@@ -243,7 +247,7 @@ fn create_and_start(cfg: &ContainerConfig, root: &Path) -> Result<Running, Strin
         Ok(c) => c,
         Err(e) => {
             cleanup(cfg, root);
-            return Err(format!("create: {e}"));
+            return Err(format!("create: {e}{}", init_errors(&err_r)));
         }
     };
     let Some(pid) = container.pid().map(|p| p.as_raw()) else {
@@ -279,6 +283,37 @@ fn create_and_start(cfg: &ContainerConfig, root: &Path) -> Result<Running, Strin
         stdout: out_r,
         stderr: err_r,
     })
+}
+
+/// The errors a failed container init logged: it logs to the container's stderr, which
+/// nobody reads when creation fails, and its own error ("failed syscall") says too little.
+fn init_errors(stderr: &OwnedFd) -> String {
+    set_nonblocking(stderr);
+    let mut buf = vec![0u8; 16 * 1024];
+    // SAFETY: reading into a buffer of the given length; the init has exited, so what it wrote
+    // is all there is and a non-blocking read returns at once.
+    let n = unsafe {
+        libc::read(
+            stderr.as_raw_fd(),
+            buf.as_mut_ptr().cast::<libc::c_void>(),
+            buf.len(),
+        )
+    };
+    error_lines(&String::from_utf8_lossy(&buf[..n.max(0) as usize]))
+}
+
+/// ` (error; error)` from the ERROR lines of a tracing log, without their timestamps; empty
+/// when there are none.
+fn error_lines(log: &str) -> String {
+    let errors: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.split_once(" ERROR ").map(|(_, rest)| rest.trim()))
+        .collect();
+    if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", errors.join("; "))
+    }
 }
 
 struct Source {
@@ -483,6 +518,19 @@ mod tests {
         );
         let err: Report = serde_json::from_str(r#"{"error":"boom"}"#).unwrap();
         assert_eq!(err, Report::Error("boom".into()));
+    }
+
+    #[test]
+    fn a_failed_init_explains_itself_with_its_error_lines() {
+        let log = "2026-01-01T00:00:00Z DEBUG x: fine\n\
+            2026-01-01T00:00:00Z ERROR libcontainer::process::init::process: failed to drop capabilities err=EPERM\n\
+            2026-01-01T00:00:00Z ERROR libcontainer::process::container_intermediate_process: failed syscall\n";
+        assert_eq!(
+            error_lines(log),
+            " (libcontainer::process::init::process: failed to drop capabilities err=EPERM; \
+             libcontainer::process::container_intermediate_process: failed syscall)"
+        );
+        assert_eq!(error_lines("no errors here\n"), "");
     }
 
     #[test]
