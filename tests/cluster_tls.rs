@@ -242,3 +242,87 @@ fn the_api_is_https_only_and_wants_a_token() {
         "the CLI trusts the CA from admin.conf"
     );
 }
+
+/// External broker mode: `herd broker config mosquitto` gives Debian's mosquitto the gate's
+/// rules (no anonymous clients, node passwords, per-node topics); the cluster runs on it.
+#[test]
+fn an_external_mosquitto_gets_the_same_rules_from_herd() {
+    let mut broker = common::Mosquitto::start();
+    let url = broker.url();
+    let c = Cluster::start_with(&[&[], &[]], Some(&url));
+    c.wait_nodes_ready();
+    let out_dir = c.tmp.path().join("mosquitto");
+    let out = Command::new(common::HERD)
+        .args(["broker", "config", "mosquitto", "--data-dir"])
+        .arg(&c.master.data_dir)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .expect("herd broker config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snippet = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(snippet.contains("allow_anonymous false"), "{snippet}");
+    let passwd = std::fs::read_to_string(out_dir.join("herd.passwd")).expect("herd.passwd");
+    assert!(passwd.lines().any(|l| l.starts_with("w1:$7$")), "{passwd}");
+
+    let connects = |w: &str| {
+        std::fs::read_to_string(c.tmp.path().join(format!("{w}.log")))
+            .unwrap_or_default()
+            .matches("connected to broker")
+            .count()
+    };
+    let before = (connects("w1"), connects("w2"));
+    broker.restart_with(&snippet);
+    c.wait(
+        "both workers back on the locked-down broker",
+        Duration::from_secs(20),
+        || (connects("w1") > before.0 && connects("w2") > before.1).then_some(()),
+    );
+    c.wait_nodes_ready();
+    let endpoint = ["-h", "127.0.0.1", "-p", &broker.port.to_string()];
+    let (w1, w1_pw) = node_creds(&c, 0);
+    let sub = |login: Option<(&str, &str)>, id: &str, topic: &str| {
+        let mut cmd = Command::new("mosquitto_sub");
+        cmd.args(endpoint)
+            .args(["-i", id, "-t", topic, "-v", "-W", "3"]);
+        if let Some((u, p)) = login {
+            cmd.args(["-u", u, "-P", p]);
+        }
+        cmd.output().expect("mosquitto_sub")
+    };
+    // The master republished the retained state the restarted broker lost; w1 reads its own…
+    let own = sub(Some((&w1, &w1_pw)), "w1-probe", "herd/v1/nodes/w1/desired");
+    assert!(
+        String::from_utf8_lossy(&own.stdout).starts_with("herd/v1/nodes/w1/desired "),
+        "{}",
+        String::from_utf8_lossy(&own.stderr)
+    );
+    // …but not w2's; anonymous and wrong passwords get nothing.
+    assert!(
+        sub(Some((&w1, &w1_pw)), "w1-probe", "herd/v1/nodes/w2/desired")
+            .stdout
+            .is_empty()
+    );
+    assert!(sub(None, "anon", "herd/v1/nodes/w1/desired")
+        .stdout
+        .is_empty());
+    assert!(sub(
+        Some(("w1", "wrong")),
+        "w1-probe",
+        "herd/v1/nodes/w1/desired"
+    )
+    .stdout
+    .is_empty());
+    // A forged "w2 is offline" from w1's credentials is dropped by the broker.
+    let _ = Command::new("mosquitto_pub")
+        .args(endpoint)
+        .args(["-u", &w1, "-P", &w1_pw, "-i", "w1-probe"])
+        .args(["-t", "herd/v1/nodes/w2/online", "-m", "false", "-q", "1"])
+        .output();
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(c.node_ready("w2"), Some(true));
+}

@@ -70,6 +70,9 @@ pub enum Command {
     /// Manage join tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Configuration for an external MQTT broker (run on the master's machine)
+    #[command(subcommand)]
+    Broker(BrokerCommand),
     /// Print client and server versions
     Version(VersionArgs),
     /// Parse and validate manifests offline; with --nodes, show where the pods would schedule
@@ -155,6 +158,27 @@ pub struct MasterStateArgs {
     /// Master state directory
     #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/master")]
     pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BrokerCommand {
+    /// Write mosquitto's password_file and acl_file (the MQTT gate's per-node topic rules)
+    /// into a directory, and print the mosquitto.conf lines that use them. Run it again after
+    /// a node joins, then reload mosquitto (SIGHUP).
+    Config(BrokerConfigArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BrokerConfigArgs {
+    /// Broker kind (only mosquitto)
+    #[arg(value_name = "KIND", value_parser = ["mosquitto"])]
+    pub kind: String,
+    /// Master state directory (state.db, mqtt-master.secret)
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/master")]
+    pub data_dir: PathBuf,
+    /// Where to write herd.passwd and herd.acl
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 /// TLS for the API and the MQTT gate (on by default; a cluster CA is made on first start).

@@ -34,6 +34,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             anyhow::bail!("install and uninstall are run by main, not by cli::run")
         }
         Command::Firstboot(a) => crate::firstboot::main(a).await,
+        Command::Broker(args::BrokerCommand::Config(a)) => {
+            let snippet = crate::master::maintenance::broker_config(&a.data_dir, &a.out)?;
+            print!("{snippet}");
+            Ok(())
+        }
         Command::Apply(a) => commands::apply::run(a, g).await,
         Command::Get(a) => commands::get::run(a, g).await,
         Command::Describe(a) => commands::describe::run(a, g).await,

@@ -60,6 +60,28 @@ pub fn backup(data_dir: &Path, file: &Path) -> Result<(), MaintenanceError> {
     Ok(())
 }
 
+/// Writes `herd.passwd` and `herd.acl` for an external mosquitto into `out` (0600: the
+/// password file holds hashes) and returns the mosquitto.conf lines that use them. Reads the
+/// store while the master runs (WAL readers never block it).
+pub fn broker_config(data_dir: &Path, out: &Path) -> Result<String, MaintenanceError> {
+    let db = data_dir.join("state.db");
+    if !db.exists() {
+        return Err(file_err(&db, "no state database here (wrong --data-dir?)"));
+    }
+    let secret = data_dir.join("mqtt-master.secret");
+    let master_password = std::fs::read_to_string(&secret).map_err(|e| file_err(&secret, e))?;
+    let nodes = Store::open(&db)?.mosquitto_credentials()?;
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let passwd = out.join("herd.passwd");
+    let body = super::mosquitto::password_file(master_password.trim(), &nodes);
+    crate::util::fsutil::write_atomic(&passwd, body.as_bytes(), 0o600)
+        .map_err(|e| file_err(&passwd, e))?;
+    let acl = out.join("herd.acl");
+    crate::util::fsutil::write_atomic(&acl, super::mosquitto::acl_file().as_bytes(), 0o644)
+        .map_err(|e| file_err(&acl, e))?;
+    Ok(super::mosquitto::conf_snippet(out))
+}
+
 /// Checks that `file` is a database this build can serve before anything is replaced.
 fn verify(file: &Path) -> Result<(), MaintenanceError> {
     let bad = |message: String| MaintenanceError::NotABackup {

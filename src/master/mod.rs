@@ -6,6 +6,7 @@ pub mod controllers;
 pub mod gate;
 pub mod ingest;
 pub mod maintenance;
+pub mod mosquitto;
 pub mod podops;
 pub mod scheduler;
 pub mod server;

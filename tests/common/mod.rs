@@ -632,11 +632,24 @@ impl Mosquitto {
     }
 
     fn start_on(port: u16) -> Mosquitto {
+        Self::start_conf(port, "allow_anonymous true\n")
+    }
+
+    /// A fresh broker on the same port with `settings` (e.g. herd's password and ACL files)
+    /// instead of anonymous access; it runs as root so it can read 0600 files of the test's.
+    pub fn restart_with(&mut self, settings: &str) {
+        self.stop();
+        let fresh = Self::start_conf(self.port, &format!("user root\n{settings}"));
+        let old = std::mem::replace(self, fresh);
+        drop(old);
+    }
+
+    fn start_conf(port: u16, settings: &str) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!("listener {port} 127.0.0.1\npersistence false\n{settings}"),
         )
         .expect("write mosquitto.conf");
         // Debian installs the broker under /usr/sbin, which a non-login PATH may lack.

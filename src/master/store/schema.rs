@@ -29,4 +29,8 @@ pub const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     "#,
+    // 2: node passwords also in mosquitto's hash form, for `herd broker config mosquitto`.
+    r#"
+    ALTER TABLE node_credentials ADD COLUMN mosquitto_hash TEXT;
+    "#,
 ];

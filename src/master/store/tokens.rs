@@ -103,13 +103,26 @@ impl Store {
         password: &str,
         now: &str,
     ) -> Result<(), StoreError> {
+        let mosquitto = crate::master::mosquitto::password_hash(password);
         self.lock().execute(
-            "INSERT INTO node_credentials (node, password_sha256, created_at) VALUES (?1, ?2, ?3)
+            "INSERT INTO node_credentials (node, password_sha256, created_at, mosquitto_hash)
+             VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT(node) DO UPDATE SET password_sha256 = excluded.password_sha256,
-             created_at = excluded.created_at",
-            params![node, sha256_hex(password), now],
+             created_at = excluded.created_at, mosquitto_hash = excluded.mosquitto_hash",
+            params![node, sha256_hex(password), now, mosquitto],
         )?;
         Ok(())
+    }
+
+    /// (node, mosquitto password hash) of every node that has one, by name.
+    pub fn mosquitto_credentials(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT node, mosquitto_hash FROM node_credentials
+             WHERE mosquitto_hash IS NOT NULL ORDER BY node",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn check_node_password(&self, node: &str, password: &str) -> Result<bool, StoreError> {
