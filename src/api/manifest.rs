@@ -292,6 +292,11 @@ fn decode_object(
                 .map_err(|e| validation_error(doc, prefix, e))?;
             Ok(Object::Deployment(Box::new(d)))
         }
+        ("v1", "Secret") => {
+            let sec: super::secret::Secret = typed(doc, prefix, Value::Mapping(map))?;
+            super::secret::validate_secret(&sec).map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::Secret(Box::new(sec)))
+        }
         (_, "ReplicaSet" | "Deployment") => Err(doc_error(
             doc,
             join_path(prefix, "apiVersion"),

@@ -9,6 +9,7 @@ pub mod pod;
 pub mod probe;
 pub mod quantity;
 pub mod scheduling;
+pub mod secret;
 pub mod security;
 pub mod selector;
 pub mod validate;
@@ -29,6 +30,7 @@ pub enum Object {
     Pod(Box<Pod>),
     ReplicaSet(Box<apps::ReplicaSet>),
     Deployment(Box<apps::Deployment>),
+    Secret(Box<secret::Secret>),
 }
 
 impl Object {
@@ -37,6 +39,7 @@ impl Object {
             Object::Pod(_) => "Pod",
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Deployment(_) => "Deployment",
+            Object::Secret(_) => "Secret",
         }
     }
 
@@ -45,6 +48,7 @@ impl Object {
             Object::Pod(p) => &p.metadata,
             Object::ReplicaSet(r) => &r.metadata,
             Object::Deployment(d) => &d.metadata,
+            Object::Secret(s) => &s.metadata,
         }
     }
 }

@@ -8,11 +8,12 @@ pub enum Kind {
     Node,
     Deployment,
     ReplicaSet,
+    Secret,
 }
 
 /// Shown in errors, so a typo gets the list of what would have worked.
 const SUPPORTED: &str = "pods (pod, po), nodes (node, no), deployments (deployment, deploy), \
-                         replicasets (replicaset, rs)";
+                         replicasets (replicaset, rs), secrets (secret)";
 
 /// Kubernetes kinds a kubectl user may reach for that herd does not serve yet, as
 /// (spellings, plural shown in the error).
@@ -57,6 +58,7 @@ impl Kind {
             "nodes" | "node" | "no" => Kind::Node,
             "deployments" | "deployment" | "deploy" => Kind::Deployment,
             "replicasets" | "replicaset" | "rs" => Kind::ReplicaSet,
+            "secrets" | "secret" => Kind::Secret,
             _ => {
                 if let Some((_, plural)) = NOT_YET.iter().find(|(names, _)| names.contains(&base)) {
                     return Err(KindError::NotYet {
@@ -98,6 +100,7 @@ impl Kind {
             crate::api::Object::Pod(_) => Kind::Pod,
             crate::api::Object::ReplicaSet(_) => Kind::ReplicaSet,
             crate::api::Object::Deployment(_) => Kind::Deployment,
+            crate::api::Object::Secret(_) => Kind::Secret,
         }
     }
 
@@ -108,6 +111,7 @@ impl Kind {
             Kind::Node => "node",
             Kind::Deployment => "deployment",
             Kind::ReplicaSet => "replicaset",
+            Kind::Secret => "secret",
         }
     }
 
@@ -118,13 +122,14 @@ impl Kind {
             Kind::Node => "nodes",
             Kind::Deployment => "deployments",
             Kind::ReplicaSet => "replicasets",
+            Kind::Secret => "secrets",
         }
     }
 
     /// The API group: empty for the core group.
     pub fn group(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::Node => "",
+            Kind::Pod | Kind::Node | Kind::Secret => "",
             Kind::Deployment | Kind::ReplicaSet => "apps",
         }
     }
@@ -136,6 +141,7 @@ impl Kind {
             Kind::Node => "Node",
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
+            Kind::Secret => "Secret",
         }
     }
 

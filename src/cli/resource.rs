@@ -99,6 +99,19 @@ impl Resource for ReplicaSet {
     }
 }
 
+impl Resource for crate::api::secret::Secret {
+    const KIND: Kind = Kind::Secret;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn keep_server_fields(&mut self, live: &Self) {
+        keep_meta(&mut self.metadata, &live.metadata);
+    }
+}
+
 impl Resource for Node {
     const KIND: Kind = Kind::Node;
     fn meta(&self) -> &ObjectMeta {

@@ -51,6 +51,7 @@ pub async fn apply(
             Object::Pod(p) => apply_one(s, &ns, *p).await?,
             Object::Deployment(d) => apply_one(s, &ns, *d).await?,
             Object::ReplicaSet(r) => apply_one(s, &ns, *r).await?,
+            Object::Secret(sec) => apply_one(s, &ns, *sec).await?,
         };
         writeln!(out, "{} {verb}", kind.ref_name(&name))?;
     }

@@ -49,9 +49,30 @@ pub async fn describe(s: &Session, args: &DescribeArgs, out: Out<'_>) -> anyhow:
             let pods: List<Pod> = s.client.get(&Kind::Pod.collection_path(Some(&ns))).await?;
             describe_replica_set(&rs, &pods.items)
         }
+        Kind::Secret => {
+            let x: crate::api::secret::Secret = s.client.get(&kind.object_path(&ns, &name)).await?;
+            describe_secret(&x)
+        }
     };
     out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Like kubectl: key names and sizes, never the values.
+fn describe_secret(x: &crate::api::secret::Secret) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    kv(&mut out, 0, 14, "Name", &x.metadata.name);
+    kv(&mut out, 0, 14, "Namespace", x.metadata.ns());
+    kv(&mut out, 0, 14, "Type", &x.type_);
+    out.push_str("\nData\n====\n");
+    for (k, v) in &x.data {
+        let n = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_or(0, |b| b.len());
+        out.push_str(&format!("{k}:  {n} bytes\n"));
+    }
+    out
 }
 
 /// Writes `key:` padded to `width` then the value, at `indent` spaces.

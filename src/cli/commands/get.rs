@@ -4,6 +4,7 @@
 use super::{age, or_none, Out, Session};
 use crate::api::apps::{Deployment, ReplicaSet};
 use crate::api::node::Node;
+use crate::api::secret::Secret;
 use crate::api::selector::LabelSelector;
 use crate::api::{List, Pod, PodPhase, PodSpec};
 use crate::cli::args::{GetArgs, GlobalArgs, OutputFormat};
@@ -49,6 +50,7 @@ pub async fn get(s: &Session, args: &GetArgs, out: Out<'_>) -> anyhow::Result<()
         Kind::ReplicaSet => {
             fetch(s, &req, |r: &[ReplicaSet]| replica_sets_table(r, fmt, all)).await?
         }
+        Kind::Secret => fetch(s, &req, |x: &[Secret]| secrets_table(x, all)).await?,
     };
     match text {
         Some(t) => out.write_all(t.as_bytes())?,
@@ -303,6 +305,30 @@ pub fn pod_status(p: &Pod) -> String {
         return p.status.reason.clone();
     }
     p.status.phase.to_string()
+}
+
+/// kubectl's columns; values are never shown in a table.
+pub fn secrets_table(secrets: &[Secret], with_ns: bool) -> String {
+    let mut header = vec!["NAME", "TYPE", "DATA", "AGE"];
+    if with_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = secrets
+        .iter()
+        .map(|x| {
+            let mut row = vec![
+                x.metadata.name.clone(),
+                x.type_.clone(),
+                x.data.len().to_string(),
+                age(x.metadata.creation_timestamp.as_deref()),
+            ];
+            if with_ns {
+                row.insert(0, x.metadata.ns().to_string());
+            }
+            row
+        })
+        .collect();
+    table::render(&header, &rows)
 }
 
 pub fn nodes_table(nodes: &[Node], fmt: Option<OutputFormat>) -> String {

@@ -22,6 +22,7 @@ use axum::{Json, Router};
 use super::bus::Bus;
 use super::store::{Role, Store, StoreError, TokenCheck};
 use crate::api::apps::{Deployment, ReplicaSet};
+use crate::api::secret::Secret;
 use crate::api::Status;
 
 /// What the join endpoint tells workers about the broker.
@@ -148,6 +149,17 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/eviction",
             post(eviction::evict),
+        )
+        .route("/api/v1/secrets", get(workloads::list_all::<Secret>))
+        .route(
+            "/api/v1/namespaces/{ns}/secrets",
+            get(workloads::list_ns::<Secret>).post(workloads::create::<Secret>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/secrets/{name}",
+            get(workloads::get_one::<Secret>)
+                .put(workloads::replace::<Secret>)
+                .delete(workloads::delete::<Secret>),
         )
         .route(
             "/apis/apps/v1/deployments",

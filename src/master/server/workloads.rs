@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{blocking, ApiError, AppState};
 use crate::api::apps::{Deployment, ReplicaSet};
+use crate::api::secret::Secret;
 use crate::api::selector::LabelSelector;
 use crate::api::{List, Object, ObjectMeta};
 use crate::master::store::Resource;
@@ -22,6 +23,10 @@ pub trait Workload: Resource + serde::Serialize {
     fn take_user_fields(&mut self, new: &Self);
     /// Status is server-owned: a create starts from none.
     fn clear_status(&mut self);
+    /// `apiVersion` of the kind's lists.
+    const API_VERSION: &'static str = "apps/v1";
+    /// Puts a parsed object into its stored form (a Secret folds `stringData` into `data`).
+    fn normalize(&mut self) {}
     fn labels(&self) -> &std::collections::BTreeMap<String, String> {
         &self.meta().labels
     }
@@ -51,6 +56,29 @@ macro_rules! workload {
 }
 workload!(Deployment, Deployment, "deployments");
 workload!(ReplicaSet, ReplicaSet, "replicasets");
+
+/// Secrets share the CRUD shape; what a user may change is the data and type.
+impl Workload for Secret {
+    const PLURAL: &'static str = "secrets";
+    const API_VERSION: &'static str = "v1";
+    fn from_object(o: Object) -> Option<Self> {
+        match o {
+            Object::Secret(x) => Some(*x),
+            _ => None,
+        }
+    }
+    fn take_user_fields(&mut self, new: &Self) {
+        self.data = new.data.clone();
+        self.type_ = new.type_.clone();
+        self.immutable = new.immutable;
+        self.metadata.labels = new.metadata.labels.clone();
+        self.metadata.annotations = new.metadata.annotations.clone();
+    }
+    fn clear_status(&mut self) {}
+    fn normalize(&mut self) {
+        self.fold_string_data();
+    }
+}
 
 /// The user's annotations, keeping the controller-owned revision annotation.
 fn merge_annotations(
@@ -82,7 +110,7 @@ pub fn selector(q: Option<&str>) -> Result<LabelSelector, ApiError> {
 fn list_of<T: Workload>(items: Vec<T>) -> Json<List<T>> {
     let mut l = List::new(items);
     l.kind = format!("{}List", T::KIND);
-    l.api_version = "apps/v1".into();
+    l.api_version = T::API_VERSION.into();
     Json(l)
 }
 
@@ -126,7 +154,15 @@ pub async fn get_one<T: Workload>(
     blocking(move || Ok(store.get::<T>(&ns, &n)?))
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found(&format!("{}.apps", T::PLURAL), &name))
+        .ok_or_else(|| ApiError::not_found(&qualified::<T>(), &name))
+}
+
+/// `deployments.apps`, or just `secrets` for the core group, as in not-found messages.
+fn qualified<T: Workload>() -> String {
+    match T::API_VERSION.split_once('/') {
+        Some((group, _)) => format!("{}.{group}", T::PLURAL),
+        None => T::PLURAL.to_string(),
+    }
 }
 
 fn parse<T: Workload>(body: &[u8], ns: &str, name: Option<&str>) -> Result<T, ApiError> {
@@ -138,6 +174,7 @@ fn parse<T: Workload>(body: &[u8], ns: &str, name: Option<&str>) -> Result<T, Ap
             T::KIND
         ))
     })?;
+    o.normalize();
     let m = o.meta_mut();
     match m.namespace.as_deref() {
         Some(bns) if bns != ns => {
@@ -199,5 +236,5 @@ pub async fn delete<T: Workload>(
     blocking(move || Ok(store.delete::<T>(&ns, &n, None)?))
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::not_found(&format!("{}.apps", T::PLURAL), &name))
+        .ok_or_else(|| ApiError::not_found(&qualified::<T>(), &name))
 }

@@ -7,6 +7,7 @@
 //! loss. Writes that change nothing are skipped: SD cards wear out.
 
 mod schema;
+mod seal;
 mod tokens;
 
 use std::path::Path;
@@ -54,6 +55,8 @@ pub trait Resource: Serialize + DeserializeOwned + Clone + Send + 'static {
     fn meta_mut(&mut self) -> &mut ObjectMeta;
     /// The part whose change bumps `generation`.
     fn spec_value(&self) -> Value;
+    /// Stored encrypted (see `seal`).
+    const SEALED: bool = false;
 }
 
 impl Resource for Pod {
@@ -96,6 +99,21 @@ resource!(crate::api::apps::ReplicaSet, "ReplicaSet", true);
 resource!(crate::api::apps::Deployment, "Deployment", true);
 resource!(Node, "Node", false);
 
+impl Resource for crate::api::secret::Secret {
+    const KIND: &'static str = "Secret";
+    const NAMESPACED: bool = true;
+    const SEALED: bool = true;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn spec_value(&self) -> Value {
+        serde_json::json!({"type": self.type_, "data": self.data})
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
     /// fsync at commit: acknowledged writes survive power loss.
@@ -109,20 +127,26 @@ pub struct Store {
     /// Bumped after every committed change; controllers wait on it (level-triggered: the value
     /// says only "something changed", they re-read what they need).
     changed: tokio::sync::watch::Sender<u64>,
+    /// Encrypts bodies of `SEALED` kinds.
+    sealer: seal::Sealer,
 }
 
 impl Store {
+    /// Opens (creating) the database and its secrets key, `secrets.key` beside it.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        Self::init(
+            conn,
+            seal::Sealer::open(&path.with_file_name("secrets.key"))?,
+        )
     }
 
     /// An in-memory store for unit tests of code above the store.
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, seal::Sealer::ephemeral()?)
     }
 
-    fn init(mut conn: Connection) -> Result<Store, StoreError> {
+    fn init(mut conn: Connection, sealer: seal::Sealer) -> Result<Store, StoreError> {
         // WAL: readers never block the writer. synchronous=FULL: the WAL is fsynced at every
         // commit, so an acknowledged write survives power loss (NORMAL could lose the last
         // commits). Cost: one fsync per state transition, which is what we write anyway.
@@ -140,6 +164,7 @@ impl Store {
         Ok(Store {
             conn: Mutex::new(conn),
             changed,
+            sealer,
         })
     }
 
@@ -192,7 +217,7 @@ impl Store {
                 m.namespace = None;
             }
         }
-        let body = to_body(&obj)?;
+        let body = self.encode_body(&obj)?;
         tx.execute(
             "INSERT INTO resources (kind, namespace, name, uid, generation, resource_version, body)
              VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)",
@@ -214,7 +239,7 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        body.map(|b| from_body::<T>(&b, ns, name)).transpose()
+        body.map(|b| self.decode_body::<T>(&b, ns, name)).transpose()
     }
 
     /// Every object of a kind, in one namespace or (None) all, ordered by namespace and name.
@@ -222,7 +247,7 @@ impl Store {
         let conn = self.lock();
         let mut out = Vec::new();
         let mut push = |ns: String, name: String, body: String| -> Result<(), StoreError> {
-            out.push(from_body::<T>(&body, &ns, &name)?);
+            out.push(self.decode_body::<T>(&body, &ns, &name)?);
             Ok(())
         };
         match namespace.filter(|_| T::NAMESPACED) {
@@ -294,7 +319,7 @@ impl Store {
             conn.pragma_update(None, "synchronous", "NORMAL")
                 .map_err(StoreError::from)?;
         }
-        let result = Self::update_locked(&mut conn, ns, name, f);
+        let result = self.update_locked(&mut conn, ns, name, f);
         if soft {
             // Back to FULL before anyone else can commit on this connection.
             conn.pragma_update(None, "synchronous", "FULL")
@@ -311,6 +336,7 @@ impl Store {
     /// The transaction of `update`; returns the object and the new resource version if it
     /// wrote.
     fn update_locked<T: Resource, E: From<StoreError>>(
+        &self,
         conn: &mut Connection,
         ns: &str,
         name: &str,
@@ -332,7 +358,7 @@ impl Store {
             }
             .into());
         };
-        let old: T = from_body(&body, ns, name)?;
+        let old: T = self.decode_body(&body, ns, name)?;
         let mut new = old.clone();
         f(&mut new)?;
         {
@@ -344,7 +370,7 @@ impl Store {
             nm.generation = om.generation;
             nm.resource_version = om.resource_version.clone();
         }
-        if to_body(&new)? == body {
+        if plain_body(&new)? == plain_body(&old)? {
             return Ok((old, None));
         }
         if new.spec_value() != old.spec_value() {
@@ -355,7 +381,14 @@ impl Store {
         tx.execute(
             "UPDATE resources SET generation = ?4, resource_version = ?5, body = ?6
              WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-            params![T::KIND, ns, name, new.meta().generation, rv, to_body(&new)?],
+            params![
+                T::KIND,
+                ns,
+                name,
+                new.meta().generation,
+                rv,
+                self.encode_body(&new)?
+            ],
         )
         .map_err(StoreError::from)?;
         tx.commit().map_err(StoreError::from)?;
@@ -397,7 +430,7 @@ impl Store {
         tx.commit()?;
         drop(conn);
         self.notify(rv);
-        Ok(Some(from_body(&body, ns, name)?))
+        Ok(Some(self.decode_body(&body, ns, name)?))
     }
 
     /// Online, consistent copy of the database into a new file (`VACUUM INTO`), safe while
@@ -427,17 +460,40 @@ fn bump_rv(tx: &rusqlite::Transaction<'_>) -> Result<i64, StoreError> {
     )?)
 }
 
-fn to_body<T: Resource>(obj: &T) -> Result<String, StoreError> {
+fn plain_body<T: Resource>(obj: &T) -> Result<String, StoreError> {
     serde_json::to_string(obj).map_err(|e| StoreError::Invalid(format!("encode {}: {e}", T::KIND)))
 }
 
-fn from_body<T: Resource>(body: &str, ns: &str, name: &str) -> Result<T, StoreError> {
-    serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
-        kind: T::KIND,
-        namespace: ns.to_string(),
-        name: name.to_string(),
-        source,
-    })
+impl Store {
+    fn encode_body<T: Resource>(&self, obj: &T) -> Result<String, StoreError> {
+        let plain = plain_body(obj)?;
+        if !T::SEALED {
+            return Ok(plain);
+        }
+        let m = obj.meta();
+        let aad = format!("{}/{}/{}", T::KIND, m.ns(), m.name);
+        self.sealer.seal(&aad, &plain)
+    }
+
+    fn decode_body<T: Resource>(&self, body: &str, ns: &str, name: &str) -> Result<T, StoreError> {
+        let opened;
+        let body = if T::SEALED {
+            let aad = format!("{}/{ns}/{name}", T::KIND);
+            opened = self
+                .sealer
+                .open_body(&aad, body)
+                .map_err(|e| StoreError::Invalid(format!("{} {ns}/{name}: {e}", T::KIND)))?;
+            opened.as_str()
+        } else {
+            body
+        };
+        serde_json::from_str(body).map_err(|source| StoreError::Corrupt {
+            kind: T::KIND,
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            source,
+        })
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
