@@ -141,7 +141,17 @@ async fn pod_log(Query(q): Query<BTreeMap<String, String>>) -> Response {
 
 async fn create_token(Json(body): Json<serde_json::Value>) -> Response {
     let ttl = body["ttlSeconds"].as_u64().unwrap_or(0);
-    Json(serde_json::json!({ "token": format!("tok-{ttl}") })).into_response()
+    let role = body["role"].as_str().unwrap_or("join").to_string();
+    let reply = serde_json::json!({
+        "token": format!("tok-{ttl}-{role}"),
+        "id": "abc123",
+        "role": role,
+        "status": "active",
+        "createdAt": "2026-11-24T00:00:00Z",
+        "singleUse": body["singleUse"].as_bool().unwrap_or(false),
+        "uses": 0,
+    });
+    (StatusCode::CREATED, Json(reply)).into_response()
 }
 
 async fn start() -> (Session, Shared) {
@@ -385,8 +395,16 @@ async fn token_create_prints_the_token_alone_on_the_last_line() {
     let (s, _fake) = start().await;
     let args = TokenCreateArgs {
         ttl: Some(std::time::Duration::from_secs(3600)),
+        ..Default::default()
     };
     let mut out = Vec::new();
     token::create(&s, &args, &mut out).await.unwrap();
-    assert_eq!(text(out).lines().last(), Some("tok-3600"));
+    assert_eq!(text(out).lines().last(), Some("tok-3600-join"));
+    let args = TokenCreateArgs {
+        role: herd::cli::args::TokenRole::ReadOnly,
+        ..Default::default()
+    };
+    let mut out = Vec::new();
+    token::create(&s, &args, &mut out).await.unwrap();
+    assert_eq!(text(out).lines().last(), Some("tok-0-read-only"));
 }

@@ -134,7 +134,7 @@ where
     }
 }
 
-/// A store with node `w1` and pod `default/web` bound to it; returns the pod's uid.
+/// A store with node `w1` (joined) and pod `default/web` bound to it; returns the pod's uid.
 fn seeded_store() -> (Store, String) {
     let store = Store::open_in_memory().expect("in-memory store opens");
     let mut node = Node {
@@ -144,6 +144,10 @@ fn seeded_store() -> (Store, String) {
     };
     node.metadata.name = NODE.into();
     store.create(node, "t").expect("seed node is valid");
+    // It joined: the master accepts reports only from nodes holding credentials.
+    store
+        .set_node_password(NODE, "pw", "t")
+        .expect("seed credentials are stored");
     let mut pod = Pod::default();
     pod.metadata.name = POD.into();
     pod.metadata.namespace = Some(NS.into());

@@ -131,7 +131,7 @@ fn read_json(text: &str) -> Result<Value, ManifestError> {
     let value = Build { budget: &budget }
         .deserialize(&mut de)
         .and_then(|v| de.end().map(|()| v))
-        .map_err(|e| doc_error(1, "", format!("invalid JSON: {e}")))?;
+        .map_err(|e| doc_error(1, "", limit_hint(format!("invalid JSON: {e}"))))?;
     Ok(value)
 }
 
@@ -144,13 +144,24 @@ fn read_yaml(text: &str) -> Result<Vec<Value>, ManifestError> {
     for (i, doc) in yaml_serde::Deserializer::from_str(text).enumerate() {
         let mut value = Build { budget: &budget }
             .deserialize(doc)
-            .map_err(|e| doc_error(i + 1, "", format!("invalid YAML: {e}")))?;
+            .map_err(|e| doc_error(i + 1, "", limit_hint(format!("invalid YAML: {e}"))))?;
         value
             .apply_merge()
-            .map_err(|e| doc_error(i + 1, "", format!("invalid YAML: {e}")))?;
+            .map_err(|e| doc_error(i + 1, "", limit_hint(format!("invalid YAML: {e}"))))?;
         docs.push(value);
     }
     Ok(docs)
+}
+
+/// The parsers' limit messages say which limit, not what in the input tripped it.
+fn limit_hint(message: String) -> String {
+    if message.contains("repetition limit exceeded") {
+        format!("{message} (aliases expand too many times: an alias bomb?)")
+    } else if message.contains("recursion limit exceeded") {
+        format!("{message} (values nest deeper than 128 levels)")
+    } else {
+        message
+    }
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -533,7 +544,7 @@ impl Budget {
         self.bytes.set(self.bytes.get().saturating_add(bytes));
         if self.nodes.get() > MAX_NODES || self.bytes.get() > MAX_EXPANDED_BYTES {
             return Err(E::custom(format!(
-                "document expands to more than {MAX_NODES} values or {MAX_EXPANDED_BYTES} bytes (too many aliases?)"
+                "document expands to more than {MAX_NODES} values or {MAX_EXPANDED_BYTES} bytes (too many aliases: an alias bomb?)"
             )));
         }
         Ok(())
@@ -668,6 +679,25 @@ spec:
       requests: {cpu: 100m, memory: 32Mi}
       limits: {memory: 64Mi}
 ";
+
+    #[test]
+    fn quantities_may_be_plain_numbers_as_kubernetes_allows() {
+        let text = GOOD
+            .replace(
+                "requests: {cpu: 100m, memory: 32Mi}",
+                "requests: {cpu: 1, memory: 33554432}",
+            )
+            .replace("limits: {memory: 64Mi}", "limits: {cpu: 1.5}");
+        let objects = parse(&text).unwrap();
+        let r = &pod(&objects, 0).spec.containers[0].resources;
+        assert_eq!(r.requests["cpu"], "1");
+        assert_eq!(r.requests["memory"], "33554432");
+        assert_eq!(r.limits["cpu"], "1.5");
+        let neg = GOOD.replace("limits: {memory: 64Mi}", "limits: {cpu: -1}");
+        let err = parse(&neg).unwrap_err();
+        assert_eq!(err.path, "spec.containers[0].resources.limits.cpu");
+        assert!(err.message.contains("must not be negative"), "{err}");
+    }
 
     fn pod(objects: &[Object], i: usize) -> &Pod {
         match &objects[i] {
@@ -1103,7 +1133,7 @@ spec:
                 with("      requests: {cpu: 100m, memory: 32Mi}\n", "      requests: {cpu: 100m, nvidia.com/gpu: 1}\n"),
                 1,
                 "spec.containers[0].resources.requests[nvidia.com/gpu]",
-                "invalid type: integer `1`",
+                "unknown resource \"nvidia.com/gpu\"",
             ),
             (
                 with("    image: nginx:1.27\n", "    image: nginx:1.27\n    image: nginx:2\n"),

@@ -145,13 +145,22 @@ pub struct EnvVar {
 }
 
 /// `resources.requests` / `resources.limits`; keys are `cpu` and `memory`, values are
-/// Kubernetes quantity strings (`100m`, `64Mi`), parsed by `api::quantity`.
+/// Kubernetes quantity strings (`100m`, `64Mi`), parsed by `api::quantity`; plain numbers are
+/// read as their text.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceRequirements {
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "super::quantity::deserialize_map"
+    )]
     pub requests: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "super::quantity::deserialize_map"
+    )]
     pub limits: BTreeMap<String, String>,
 }
 

@@ -18,6 +18,43 @@ pub enum QuantityError {
     Overflow { input: String },
 }
 
+/// Deserializes a map of quantities written as strings or plain YAML/JSON numbers (`cpu: 1`,
+/// `memory: 134217728`, `cpu: 0.5`), as Kubernetes accepts them; numbers are kept as their
+/// decimal text so validation sees (and reports) what was written.
+pub fn deserialize_map<'de, D>(d: D) -> Result<std::collections::BTreeMap<String, String>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Text(String);
+    impl<'de> serde::Deserialize<'de> for Text {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl serde::de::Visitor<'_> for V {
+                type Value = Text;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a quantity like 100m, 0.5, 64Mi or a plain number")
+                }
+                fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Text, E> {
+                    Ok(Text(v.to_string()))
+                }
+                fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Text, E> {
+                    // Display never uses an exponent; the quantity parser reads any length.
+                    Ok(Text(v.to_string()))
+                }
+            }
+            d.deserialize_any(V)
+        }
+    }
+    let m: std::collections::BTreeMap<String, Text> = serde::Deserialize::deserialize(d)?;
+    Ok(m.into_iter().map(|(k, v)| (k, v.0)).collect())
+}
+
 /// A quantity split into its exact parts: `sign * digits * 10^exp10 * 2^exp2`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Parsed {
@@ -219,6 +256,22 @@ pub fn format_bytes(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quantity_maps_take_strings_and_plain_numbers() {
+        let m = deserialize_map(serde_json::json!({
+            "cpu": 1, "memory": 134_217_728u64, "a": 0.5, "b": "64Mi", "c": -1
+        }))
+        .unwrap();
+        let get = |k: &str| m[k].as_str();
+        assert_eq!(
+            (get("cpu"), get("memory"), get("a"), get("b"), get("c")),
+            ("1", "134217728", "0.5", "64Mi", "-1")
+        );
+        assert_eq!(parse_cpu_millis(get("a")), Ok(500));
+        assert!(deserialize_map(serde_json::json!({"cpu": [1]})).is_err());
+        assert!(deserialize_map(serde_json::json!({"cpu": true})).is_err());
+    }
 
     #[test]
     fn cpu_quantities_parse_to_millicores_rounding_up() {

@@ -5,9 +5,10 @@
 use super::apps::{Deployment, PodTemplateSpec, ReplicaSet, StrategyType};
 use super::meta::ObjectMeta;
 use super::pod::{Pod, RestartPolicy};
-use super::selector::LabelSelector;
+use super::selector::{LabelSelector, Operator};
 use super::validate::{
-    validate_dns1123_label, validate_dns1123_subdomain, validate_pod, FieldError, ValidationError,
+    validate_dns1123_label, validate_dns1123_subdomain, validate_label_key, validate_label_value,
+    validate_pod, FieldError, ValidationError,
 };
 
 fn add(errs: &mut Vec<FieldError>, path: &str, message: impl Into<String>) {
@@ -15,6 +16,43 @@ fn add(errs: &mut Vec<FieldError>, path: &str, message: impl Into<String>) {
         path: path.to_string(),
         message: message.into(),
     });
+}
+
+/// Keys and values of the selector, and values present exactly when the operator needs them
+/// (otherwise `In` without values would surface as a confusing "does not match").
+fn selector_fields(errs: &mut Vec<FieldError>, selector: &LabelSelector) {
+    for (k, v) in &selector.match_labels {
+        let path = format!("spec.selector.matchLabels[{k}]");
+        if let Err(m) = validate_label_key(k).and_then(|()| validate_label_value(v)) {
+            add(errs, &path, m);
+        }
+    }
+    for (i, r) in selector.match_expressions.iter().enumerate() {
+        let path = format!("spec.selector.matchExpressions[{i}]");
+        if let Err(m) = validate_label_key(&r.key) {
+            add(errs, &format!("{path}.key"), m);
+        }
+        let values = format!("{path}.values");
+        match r.operator {
+            Operator::In | Operator::NotIn if r.values.is_empty() => add(
+                errs,
+                &values,
+                "must be specified when `operator` is 'In' or 'NotIn'",
+            ),
+            Operator::Exists | Operator::DoesNotExist if !r.values.is_empty() => add(
+                errs,
+                &values,
+                "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
+            ),
+            _ => {
+                for (j, v) in r.values.iter().enumerate() {
+                    if let Err(m) = validate_label_value(v) {
+                        add(errs, &format!("{values}[{j}]"), m);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn common(
@@ -40,13 +78,15 @@ fn common(
     if replicas.is_some_and(|r| r < 0) {
         add(errs, "spec.replicas", "must be greater than or equal to 0");
     }
+    let selector_errors = errs.len();
+    selector_fields(errs, selector);
     if selector.is_empty() {
         add(
             errs,
             "spec.selector",
             "is required (matchLabels or matchExpressions)",
         );
-    } else if !selector.matches(&template.metadata.labels) {
+    } else if errs.len() == selector_errors && !selector.matches(&template.metadata.labels) {
         add(
             errs,
             "spec.template.metadata.labels",
@@ -251,5 +291,38 @@ mod tests {
             max_unavailable: None,
         });
         assert_eq!(paths(&d), ["spec.strategy.rollingUpdate.maxSurge"]);
+    }
+
+    #[test]
+    fn selector_expressions_need_values_exactly_when_the_operator_does() {
+        use crate::api::selector::Requirement;
+        let with = |op: Operator, values: &[&str]| {
+            let mut d = deploy();
+            d.spec.selector.match_expressions.push(Requirement {
+                key: "app".into(),
+                operator: op,
+                values: values.iter().map(|v| v.to_string()).collect(),
+            });
+            paths(&d)
+        };
+        assert_eq!(
+            with(Operator::In, &[]),
+            ["spec.selector.matchExpressions[0].values"]
+        );
+        assert_eq!(
+            with(Operator::Exists, &["web"]),
+            ["spec.selector.matchExpressions[0].values"]
+        );
+        assert_eq!(
+            with(Operator::In, &["bad value!"]),
+            ["spec.selector.matchExpressions[0].values[0]"]
+        );
+        assert!(with(Operator::In, &["web"]).is_empty());
+        let mut d = deploy();
+        d.spec
+            .selector
+            .match_labels
+            .insert("bad key!".into(), "web".into());
+        assert_eq!(paths(&d), ["spec.selector.matchLabels[bad key!]"]);
     }
 }

@@ -67,12 +67,15 @@ pub enum Command {
     /// Manage the images of this machine's worker (local, no server needed)
     #[command(subcommand)]
     Image(ImageCommand),
-    /// Manage join tokens
+    /// Manage tokens: join tokens for workers, admin and read-only API tokens
     #[command(subcommand)]
     Token(TokenCommand),
     /// Configuration for an external MQTT broker (run on the master's machine)
     #[command(subcommand)]
     Broker(BrokerCommand),
+    /// Manage nodes: remove one (and revoke its credentials)
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Print client and server versions
     Version(VersionArgs),
     /// Parse and validate manifests offline; with --nodes, show where the pods would schedule
@@ -486,15 +489,70 @@ pub struct ImageLsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
-    /// Create a token a worker can join with
+    /// Create a token: a join token for a worker (default), or an API token
     Create(TokenCreateArgs),
+    /// List tokens (never their secrets)
+    #[command(visible_alias = "list")]
+    Ls(TokenLsArgs),
+    /// Revoke a token by its id (the part before the dot)
+    Revoke(TokenRevokeArgs),
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum TokenRole {
+    /// Everything
+    Admin,
+    /// Reads only: get, describe, logs
+    ReadOnly,
+    /// Join workers, nothing else
+    #[default]
+    Join,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct TokenCreateArgs {
+    /// What the token may do
+    #[arg(long, value_name = "ROLE", value_enum, default_value_t = TokenRole::Join)]
+    pub role: TokenRole,
+    /// Lifetime, e.g. 30m, 24h, 1h30m, 7d; 0 never expires [default: 24h]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub ttl: Option<Duration>,
+    /// Consumed by the first successful join (join tokens only)
+    #[arg(long)]
+    pub single_use: bool,
+    /// A note shown by `herd token ls`, e.g. which board or tool it is for
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct TokenLsArgs {
+    /// Output format: json or yaml instead of the table
+    #[arg(short, long, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct TokenCreateArgs {
-    /// Lifetime, e.g. 30m, 24h, 1h30m, 7d [default: the server's]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub ttl: Option<Duration>,
+pub struct TokenRevokeArgs {
+    /// Token id, or the whole token (only the id part is sent)
+    #[arg(value_name = "ID", required = true, num_args = 1..)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Remove a node: delete it and revoke its MQTT credentials; its live session is cut and
+    /// it cannot reconnect until it joins again with a new token
+    #[command(visible_alias = "delete")]
+    Rm(NodeRmArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NodeRmArgs {
+    /// Node names (or node/NAME)
+    #[arg(value_name = "NODE", required = true, num_args = 1..)]
+    pub nodes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -878,6 +936,68 @@ mod tests {
         assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
         assert!(parse_duration("5").is_ok() && parse_duration("1h5").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn token_create_defaults_to_a_join_token_and_takes_role_and_flags() {
+        let Command::Token(TokenCommand::Create(a)) = parse(&["token", "create"]).command else {
+            panic!("not token create")
+        };
+        assert_eq!(a.role, TokenRole::Join);
+        assert_eq!(a.ttl, None);
+        assert!(!a.single_use && a.description.is_none());
+        let Command::Token(TokenCommand::Create(a)) = parse(&[
+            "token",
+            "create",
+            "--role",
+            "read-only",
+            "--ttl",
+            "0",
+            "--description",
+            "grafana",
+        ])
+        .command
+        else {
+            panic!("not token create")
+        };
+        assert_eq!(a.role, TokenRole::ReadOnly);
+        assert_eq!(a.ttl, Some(Duration::ZERO));
+        assert_eq!(a.description.as_deref(), Some("grafana"));
+        let Command::Token(TokenCommand::Create(a)) =
+            parse(&["token", "create", "--single-use"]).command
+        else {
+            panic!("not token create")
+        };
+        assert!(a.single_use);
+        assert!(Cli::try_parse_from(["herd", "token", "create", "--role", "root"]).is_err());
+    }
+
+    #[test]
+    fn token_ls_and_revoke_and_node_rm_parse() {
+        assert!(matches!(
+            parse(&["token", "ls"]).command,
+            Command::Token(TokenCommand::Ls(_))
+        ));
+        assert!(matches!(
+            parse(&["token", "list", "-o", "json"]).command,
+            Command::Token(TokenCommand::Ls(TokenLsArgs {
+                output: Some(OutputFormat::Json)
+            }))
+        ));
+        let Command::Token(TokenCommand::Revoke(a)) =
+            parse(&["token", "revoke", "abc123", "def456"]).command
+        else {
+            panic!("not token revoke")
+        };
+        assert_eq!(a.ids, ["abc123", "def456"]);
+        assert!(Cli::try_parse_from(["herd", "token", "revoke"]).is_err());
+        for verb in ["rm", "delete"] {
+            let Command::Node(NodeCommand::Rm(a)) = parse(&["node", verb, "pi1"]).command else {
+                panic!("not node rm")
+            };
+            assert_eq!(a.nodes, ["pi1"]);
+        }
+        assert!(Cli::try_parse_from(["herd", "node", "rm"]).is_err());
     }
 
     #[test]

@@ -17,9 +17,10 @@ pub mod workload;
 pub use args::{
     ApplyArgs, Cli, Command, DeleteArgs, DescribeArgs, DrainArgs, GetArgs, GlobalArgs,
     ImageCommand, ImageImportArgs, ImageLsArgs, InstallArgs, InstallRole, LogsArgs, MasterArgs,
-    NodeArgs, OutputFormat, RolloutCommand, RolloutHistoryArgs, RolloutStatusArgs, RolloutTarget,
-    RolloutUndoArgs, ScaleArgs, SetCommand, SetImageArgs, TokenCommand, TokenCreateArgs,
-    UninstallArgs, UpArgs, VersionArgs, WorkerArgs,
+    NodeArgs, NodeCommand, NodeRmArgs, OutputFormat, RolloutCommand, RolloutHistoryArgs,
+    RolloutStatusArgs, RolloutTarget, RolloutUndoArgs, ScaleArgs, SetCommand, SetImageArgs,
+    TokenCommand, TokenCreateArgs, TokenLsArgs, TokenRevokeArgs, TokenRole, UninstallArgs, UpArgs,
+    VersionArgs, WorkerArgs,
 };
 pub use kubeconfig::{write_admin_config, ConfigError};
 
@@ -53,6 +54,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Import(a)) => commands::image::import(a).await,
         Command::Image(ImageCommand::Ls(a)) => commands::image::ls(a).await,
         Command::Token(TokenCommand::Create(a)) => commands::token::run(a, g).await,
+        Command::Token(TokenCommand::Ls(a)) => commands::token::run_ls(a, g).await,
+        Command::Token(TokenCommand::Revoke(a)) => commands::token::run_revoke(a, g).await,
+        Command::Node(NodeCommand::Rm(a)) => commands::node::run_rm(a, g).await,
         Command::Version(a) => commands::version::run(a, g).await,
         Command::Validate(a) => validate::run(a),
     }

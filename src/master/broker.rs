@@ -23,6 +23,32 @@ pub enum BrokerError {
 /// The username the master's own MQTT client uses; every other username is a node name.
 pub const MASTER_USER: &str = "herd-master";
 
+/// Refused logins are logged once a minute per username: a removed node retries every few
+/// seconds forever. Bounded: past `CAP` names the table starts over.
+#[derive(Default)]
+struct RefusalLog {
+    last: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl RefusalLog {
+    const CAP: usize = 1024;
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn should_log(&self, user: &str, now: std::time::Instant) -> bool {
+        let mut map = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.get(user) {
+            if now.duration_since(*t) < Self::EVERY {
+                return false;
+            }
+        }
+        if map.len() >= Self::CAP {
+            map.clear();
+        }
+        map.insert(user.to_string(), now);
+        true
+    }
+}
+
 /// Resolves port 0 to a concrete free port, since rumqttd cannot tell us what it bound.
 pub fn resolve_port(addr: SocketAddr) -> Result<SocketAddr, BrokerError> {
     if addr.port() != 0 {
@@ -52,21 +78,25 @@ pub fn start(
         external_auth: None,
         dynamic_filters: true,
     };
+    let refusals = Arc::new(RefusalLog::default());
     connections.set_auth_handler(move |client_id: String, user: String, pass: String| {
         let store = store.clone();
         let master_password = master_password.clone();
+        let refusals = refusals.clone();
         async move {
             if user == MASTER_USER {
                 return pass == master_password;
             }
             if client_id != user {
-                tracing::warn!(%client_id, %user, "mqtt login refused: client id must equal node name");
+                if refusals.should_log(&user, std::time::Instant::now()) {
+                    tracing::warn!(%client_id, %user, "mqtt login refused: client id must equal node name");
+                }
                 return false;
             }
             match store.check_node_password(&user, &pass) {
                 Ok(ok) => {
-                    if !ok {
-                        tracing::warn!(node = %user, "mqtt login refused: bad credentials");
+                    if !ok && refusals.should_log(&user, std::time::Instant::now()) {
+                        tracing::warn!(node = %user, "mqtt login refused: bad credentials (repeats are logged once a minute)");
                     }
                     ok
                 }
@@ -121,4 +151,24 @@ pub fn start(
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn refused_logins_are_logged_once_a_minute_per_name_in_a_bounded_table() {
+        let log = RefusalLog::default();
+        let t0 = Instant::now();
+        assert!(log.should_log("w1", t0));
+        assert!(!log.should_log("w1", t0 + Duration::from_secs(2)));
+        assert!(log.should_log("w2", t0 + Duration::from_secs(2)));
+        assert!(log.should_log("w1", t0 + Duration::from_secs(61)));
+        for i in 0..5000 {
+            log.should_log(&format!("n{i}"), t0);
+        }
+        assert!(log.last.lock().unwrap().len() <= RefusalLog::CAP);
+    }
 }

@@ -21,6 +21,8 @@ pub enum BusError {
     Client(#[from] rumqttc::ClientError),
     #[error("{0}")]
     Url(#[from] crate::util::mqtt_url::UrlError),
+    #[error("mqtt session: {0}")]
+    Session(String),
 }
 
 /// A message from a worker, already split by topic; the ingest side decides what it means.
@@ -32,6 +34,8 @@ pub struct Incoming {
 
 pub struct Bus {
     client: AsyncClient,
+    /// The session's options, reused (with another client id) to cut a node's session.
+    options: MqttOptions,
     rpc_waiters: Mutex<HashMap<String, mpsc::Sender<RpcResponse>>>,
     /// Bumped at every (re)connect: the desired-state publisher republishes everything, since
     /// a restarted broker may have lost its retained store.
@@ -50,13 +54,14 @@ impl Bus {
         opts.set_keep_alive(Duration::from_secs(5));
         opts.set_clean_session(true);
         opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);
-        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        let (client, mut eventloop) = AsyncClient::new(opts.clone(), 1024);
         crate::util::mqtt_net::tune(&mut eventloop);
         let (sessions, _) = watch::channel(0);
         let (connected, _) = watch::channel(false);
         Ok((
             Arc::new(Bus {
                 client,
+                options: opts,
                 rpc_waiters: Mutex::new(HashMap::new()),
                 sessions,
                 connected,
@@ -102,6 +107,40 @@ impl Bus {
             .publish(topic, QoS::AtMostOnce, true, payload)
             .await?;
         Ok(())
+    }
+
+    /// Ends `node`'s live session, if it has one: a brief connection under the node's client id
+    /// (with the master's credentials) makes the broker drop the node's connection, since an
+    /// MQTT client id has one session at a time; then it disconnects. Used once the node's
+    /// credentials are gone, so its reconnect is refused. Bounded by a few seconds.
+    pub async fn cut_session(&self, node: &str) -> Result<(), BusError> {
+        let mut opts = self.options.clone();
+        opts.set_client_id(node.to_string());
+        opts.set_clean_session(true);
+        let (client, mut eventloop) = AsyncClient::new(opts, 8);
+        let connected = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await;
+        let _ = client.try_disconnect();
+        // Flush the DISCONNECT; the broker then closes, which ends the poll with an error.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while eventloop.poll().await.is_ok() {}
+        })
+        .await;
+        match connected {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(BusError::Session(e.to_string())),
+            Err(_) => Err(BusError::Session(
+                "no answer from the broker within 5 s".into(),
+            )),
+        }
     }
 
     /// Sends an RPC to a node; answers arrive on the returned channel until `eof`.

@@ -78,6 +78,8 @@ pub enum Denied {
     NotConnect,
     #[error("malformed packet: {0}")]
     Malformed(String),
+    #[error("packet of {size} bytes exceeds the limit of {max}")]
+    TooBig { size: usize, max: usize },
 }
 
 /// Pure: checks the first packet and returns the identity it establishes.
@@ -123,6 +125,9 @@ fn next_frame(buf: &mut BytesMut, max: usize) -> Result<Option<(BytesMut, Packet
     let header = match rumqttc::mqttbytes::check(buf.iter(), max) {
         Ok(h) => h,
         Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => return Ok(None),
+        Err(rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(size)) => {
+            return Err(Denied::TooBig { size, max })
+        }
         Err(e) => return Err(Denied::Malformed(format!("{e:?}"))),
     };
     let frame = buf.split_to(header.frame_length());

@@ -143,8 +143,14 @@ pub fn handle(store: &Store, liveness: &Liveness, msg: &Incoming) -> Result<(), 
                     format!("node info names {:?}", info.node.metadata.name),
                 ));
             }
+            register(store, info.node).map_err(|e| match e {
+                RegisterError::NotJoined => refused(
+                    topic,
+                    "node holds no credentials (never joined, or removed): not registered",
+                ),
+                RegisterError::Store(e) => e.into(),
+            })?;
             liveness.beat(node);
-            register(store, info.node)?;
             Ok(())
         }
         Topic::Heartbeat { node } => {
@@ -179,9 +185,19 @@ pub fn handle(store: &Store, liveness: &Liveness, msg: &Incoming) -> Result<(), 
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+enum RegisterError {
+    #[error("node has not joined")]
+    NotJoined,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// Updates the node row from the worker's self-description; creates it if the node joined but
-/// never registered before.
-fn register(store: &Store, reported: Node) -> Result<(), StoreError> {
+/// never registered before. A node without credentials (removed, or never joined: an external
+/// broker may let anyone publish) is not created: a late or retained message from a removed
+/// node must not bring it back.
+fn register(store: &Store, reported: Node) -> Result<(), RegisterError> {
     let name = reported.metadata.name.clone();
     let now = now_rfc3339();
     let apply = |n: &mut Node| {
@@ -208,6 +224,9 @@ fn register(store: &Store, reported: Node) -> Result<(), StoreError> {
     }) {
         Ok(_) => Ok(()),
         Err(StoreError::NotFound { .. }) => {
+            if !store.has_node_credentials(&name)? {
+                return Err(RegisterError::NotJoined);
+            }
             let mut n = Node {
                 api_version: "v1".into(),
                 kind: "Node".into(),
@@ -215,9 +234,9 @@ fn register(store: &Store, reported: Node) -> Result<(), StoreError> {
             };
             n.metadata.name = name;
             apply(&mut n);
-            store.create(n, &now).map(|_| ())
+            Ok(store.create(n, &now).map(|_| ())?)
         }
-        Err(e) => Err(e),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -237,6 +256,14 @@ fn observe(
     }
     if pod.spec.node_name.as_deref() != Some(node) {
         return Err(refused(&topic, "pod is not bound to this node"));
+    }
+    // Behind an external broker a removed node may still be connected: its word no longer
+    // counts, even about pods still bound to it.
+    if !store.has_node_credentials(node)? {
+        return Err(refused(
+            &topic,
+            "node holds no credentials (removed): status not accepted",
+        ));
     }
     let _span = tracing::info_span!("pod", pod = %format!("{ns}/{name}"), node).entered();
     if obs.gone {
@@ -293,6 +320,7 @@ mod tests {
     #[test]
     fn a_registered_node_is_ready_and_its_last_will_makes_it_unknown() {
         let s = Store::open_in_memory().unwrap();
+        s.set_node_password("w1", "pw", "t").unwrap();
         let l = Liveness::default();
         handle(
             &s,
@@ -329,6 +357,29 @@ mod tests {
     }
 
     #[test]
+    fn a_node_without_credentials_is_not_registered_by_its_info() {
+        let s = Store::open_in_memory().unwrap();
+        let l = Liveness::default();
+        let e = handle(
+            &s,
+            &l,
+            &msg(crate::proto::topics::info("gone"), &node_info("gone")),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("no credentials"), "{e}");
+        assert!(s.list::<Node>(None).unwrap().is_empty());
+        assert!(l.silent_for(Duration::ZERO).is_empty());
+        // A node that joined and registered keeps updating after its row exists.
+        s.set_node_password("w1", "pw", "t").unwrap();
+        let info = msg(crate::proto::topics::info("w1"), &node_info("w1"));
+        handle(&s, &l, &info).unwrap();
+        s.remove_node_password("w1").unwrap();
+        s.delete::<Node>("", "w1", None).unwrap();
+        assert!(handle(&s, &l, &info).is_err(), "a removed node came back");
+        assert!(s.list::<Node>(None).unwrap().is_empty());
+    }
+
+    #[test]
     fn a_node_cannot_report_on_a_pod_bound_elsewhere() {
         let s = Store::open_in_memory().unwrap();
         let l = Liveness::default();
@@ -344,12 +395,23 @@ mod tests {
             gone: false,
             status: Default::default(),
         };
+        s.set_node_password("w1", "pw", "t").unwrap();
+        s.set_node_password("w2", "pw", "t").unwrap();
         let t = crate::proto::topics::observed("w2", "default", "web");
         assert!(handle(&s, &l, &msg(t, &proto::encode(&obs))).is_err());
         let t = crate::proto::topics::observed("w1", "default", "web");
         let mut running = obs.clone();
         running.status.phase = crate::api::PodPhase::Running;
         handle(&s, &l, &msg(t, &proto::encode(&running))).unwrap();
+        let got: Pod = s.get("default", "web").unwrap().unwrap();
+        assert_eq!(got.status.phase, crate::api::PodPhase::Running);
+        // Once removed, its reports no longer count.
+        s.remove_node_password("w1").unwrap();
+        let mut failed = running.clone();
+        failed.status.phase = crate::api::PodPhase::Failed;
+        let t = crate::proto::topics::observed("w1", "default", "web");
+        let e = handle(&s, &l, &msg(t, &proto::encode(&failed))).unwrap_err();
+        assert!(e.to_string().contains("no credentials"), "{e}");
         let got: Pod = s.get("default", "web").unwrap().unwrap();
         assert_eq!(got.status.phase, crate::api::PodPhase::Running);
     }

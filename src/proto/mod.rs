@@ -148,6 +148,20 @@ pub fn decode<T: serde::de::DeserializeOwned + Versioned>(
             max: MAX_PAYLOAD,
         });
     }
+    // The version first: a message from another protocol version may differ in any field,
+    // and "unsupported version 2" says more than the field it happens to lack.
+    #[derive(Deserialize)]
+    struct VersionOnly {
+        v: u32,
+    }
+    if let Ok(VersionOnly { v }) = serde_json::from_slice(payload) {
+        if v != VERSION {
+            return Err(ProtoError::Version {
+                topic: topic.to_string(),
+                v,
+            });
+        }
+    }
     let msg: T = serde_json::from_slice(payload).map_err(|source| ProtoError::Decode {
         topic: topic.to_string(),
         what: std::any::type_name::<T>()
@@ -243,6 +257,11 @@ mod tests {
         );
         assert!(matches!(
             decode::<DesiredIndex>("t", br#"{"v":2,"pods":[]}"#),
+            Err(ProtoError::Version { v: 2, .. })
+        ));
+        // A newer message shaped differently is still reported by its version.
+        assert!(matches!(
+            decode::<Heartbeat>("t", br#"{"v":2,"stamp":1}"#),
             Err(ProtoError::Version { v: 2, .. })
         ));
         let big = vec![b' '; MAX_PAYLOAD + 1];

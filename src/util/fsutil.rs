@@ -23,11 +23,17 @@ fn write_renamed(path: &Path, data: &[u8], mode: u32, durable: bool) -> std::io:
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    // A leftover from a crashed writer (same pid after a reboot) would keep its old mode, or
+    // be a symlink: start from a fresh file so `mode` holds (secrets are written 0600).
+    match std::fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
@@ -63,6 +69,23 @@ mod tests {
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_stale_temp_file_does_not_lend_its_mode_to_a_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("admin.token");
+        let stale = dir
+            .path()
+            .join(format!(".admin.token.tmp.{}", std::process::id()));
+        std::fs::write(&stale, b"old").unwrap();
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o666)).unwrap();
+        write_atomic(&p, b"secret", 0o600).unwrap();
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(std::fs::read(&p).unwrap(), b"secret");
+        assert!(!stale.exists());
     }
 
     #[test]

@@ -221,10 +221,14 @@ pub async fn run<R: Runtime>(
 /// agent what it acts on: connection acks, incoming publishes and errors.
 async fn pump_events(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<Result<Event, String>>) {
     let mut backoff = RECONNECT_MIN;
+    let mut session_up = false;
+    let mut refusals = RefusalLog::default();
     loop {
         match eventloop.poll().await {
             Ok(ev @ Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = RECONNECT_MIN;
+                session_up = true;
+                refusals = RefusalLog::default();
                 if tx.send(Ok(ev)).await.is_err() {
                     return;
                 }
@@ -236,6 +240,10 @@ async fn pump_events(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<Result<
             }
             Ok(_) => {}
             Err(e) => {
+                if !session_up && refused_login(&e) {
+                    refusals.note(std::time::Instant::now());
+                }
+                session_up = false;
                 if tx.send(Err(e.to_string())).await.is_err() {
                     return;
                 }
@@ -244,6 +252,43 @@ async fn pump_events(mut eventloop: rumqttc::EventLoop, tx: mpsc::Sender<Result<
                 backoff = (backoff * 2).min(RECONNECT_MAX);
             }
         }
+    }
+}
+
+/// A connect the broker ended before its CONNACK: how rumqttd refuses a login (it sends no
+/// refusal code), e.g. after `herd node rm` revoked this node's credentials.
+fn refused_login(e: &rumqttc::ConnectionError) -> bool {
+    matches!(
+        e,
+        rumqttc::ConnectionError::MqttState(rumqttc::StateError::ConnectionAborted)
+            | rumqttc::ConnectionError::ConnectionRefused(_)
+    )
+}
+
+/// Says (at most once a minute) that the broker refuses this node's login: the agent keeps
+/// retrying and the pods keep running, but an operator must re-join the node.
+#[derive(Default)]
+struct RefusalLog {
+    count: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    fn note(&mut self, now: std::time::Instant) {
+        self.count += 1;
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        self.last = Some(now);
+        tracing::warn!(
+            attempts = self.count,
+            "mqtt login refused: the broker closed the connection without accepting this \
+             node's credentials (was it removed with `herd node rm`?); pods keep running; to \
+             re-join, delete node.json in the data dir and start with a new join token"
+        );
     }
 }
 

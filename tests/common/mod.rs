@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod http;
 pub mod netns;
+pub mod tarball;
 
 pub const HERD: &str = env!("CARGO_BIN_EXE_herd");
 

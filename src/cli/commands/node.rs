@@ -1,16 +1,51 @@
-//! `herd cordon NODE` / `herd uncordon NODE`: flip `spec.unschedulable`.
+//! `herd cordon NODE` / `herd uncordon NODE`: flip `spec.unschedulable`; `herd node rm NODE`:
+//! remove a node and revoke its credentials.
 //!
 //! The node is read and written back as raw JSON, so fields this client does not model (taints
 //! the server may add) survive the round trip untouched.
 
 use super::{Out, Session};
-use crate::cli::args::{GlobalArgs, NodeArgs};
+use crate::cli::args::{GlobalArgs, NodeArgs, NodeRmArgs};
 use crate::cli::kind::Kind;
 
 pub async fn run(args: &NodeArgs, cordon: bool, global: &GlobalArgs) -> anyhow::Result<()> {
     let node = node_name(&args.node)?;
     let session = Session::open(global)?;
     set_unschedulable(&session, &node, cordon, &mut std::io::stdout()).await
+}
+
+pub async fn run_rm(args: &NodeRmArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let names = args
+        .nodes
+        .iter()
+        .map(|n| node_name(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let session = Session::open(global)?;
+    remove(&session, &names, &mut std::io::stdout()).await
+}
+
+/// Deletes each node (the server revokes its MQTT credentials and cuts its session); keeps
+/// going past an error and fails at the end, like `herd delete`.
+pub async fn remove(s: &Session, nodes: &[String], out: Out<'_>) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for node in nodes {
+        let path = Kind::Node.object_path("", node);
+        match s.client.delete::<serde_json::Value>(&path, &[]).await {
+            Ok(_) => writeln!(
+                out,
+                "node/{node} removed; its credentials are revoked (it can come back only by \
+                 joining with a new token)"
+            )?,
+            Err(e) => {
+                eprintln!("{e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(super::delete::Silent.into());
+    }
+    Ok(())
 }
 
 /// `pi1` or `node/pi1`.

@@ -1,11 +1,16 @@
-//! Node join (token → per-node MQTT credentials) and join-token creation.
+//! Node join: a join (or admin) token traded for per-node MQTT credentials.
 
-use axum::extract::State;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::Json;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
-use super::{blocking, ApiError, AppState, BrokerEndpoint};
+use super::ratelimit::FailureLimiter;
+use super::{auth, blocking, ApiError, AppState, BrokerEndpoint};
 use crate::master::store::{Role, TokenCheck};
 use crate::util::time::now_rfc3339;
 
@@ -55,38 +60,55 @@ fn broker_url(b: &BrokerEndpoint, headers: &HeaderMap) -> String {
 
 pub async fn join(
     State(st): State<AppState>,
+    Extension(limiter): Extension<Arc<FailureLimiter>>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Result<Json<JoinResponse>, ApiError> {
+) -> Result<Json<JoinResponse>, Response> {
+    let ip = connect.map(|Extension(ConnectInfo(addr))| addr.ip());
+    auth::gate(&limiter, ip).map_err(IntoResponse::into_response)?;
     let req: JoinRequest = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("join request: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("join request: {e}")).into_response())?;
     crate::api::validate::validate_dns1123_subdomain(&req.node_name)
-        .map_err(|e| ApiError::bad_request(format!("nodeName: {e}")))?;
+        .map_err(|e| ApiError::bad_request(format!("nodeName: {e}")).into_response())?;
     if req.node_name == crate::master::broker::MASTER_USER {
-        return Err(ApiError::bad_request("nodeName: reserved name"));
+        return Err(ApiError::bad_request("nodeName: reserved name").into_response());
     }
     let store = st.store.clone();
     let node = req.node_name.clone();
     let password = crate::util::fsutil::random_hex(24);
     let pw = password.clone();
-    blocking(move || match store.check_token(&req.token)? {
-        TokenCheck::Valid(Role::Join | Role::Admin) => {
-            // Re-joining (a reflashed board) replaces the old credentials.
-            store.set_node_password(&req.node_name, &pw, &now_rfc3339())?;
-            Ok(())
-        }
-        TokenCheck::Expired => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "join token expired: create one with `herd token create`",
-        )),
-        TokenCheck::Unknown => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "invalid join token",
-        )),
+    let now = chrono::Utc::now().timestamp();
+    // Re-joining (a reflashed board) replaces the old credentials.
+    let check = blocking(move || {
+        Ok(store.join_with_token(&req.token, &req.node_name, &pw, &now_rfc3339(), now)?)
     })
-    .await?;
+    .await
+    .map_err(IntoResponse::into_response)?;
+    match check {
+        TokenCheck::Valid(Role::Join | Role::Admin) => {}
+        TokenCheck::Valid(role) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                format!(
+                    "{role} token cannot join nodes: create a join token with `herd token create`"
+                ),
+            )
+            .into_response())
+        }
+        refused => {
+            auth::count_failure(&limiter, ip);
+            let why = match refused {
+                TokenCheck::Unknown => "invalid join token",
+                other => auth::token_refusal(&other),
+            };
+            return Err(auth::unauthorized(format!(
+                "{why}: create a join token with `herd token create`"
+            ))
+            .into_response());
+        }
+    }
     tracing::info!(node = %node, "node joined");
     Ok(Json(JoinResponse {
         mqtt_url: broker_url(&st.broker, &headers),
@@ -96,37 +118,7 @@ pub async fn join(
     }))
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct TokenRequest {
-    pub ttl_seconds: Option<i64>,
-}
-
-/// Join tokens live 24 h unless asked otherwise, like kubeadm's.
-pub const DEFAULT_TOKEN_TTL: i64 = 24 * 3600;
-
+/// The default lifetime of the join token a master creates at first start.
 pub fn join_ttl() -> i64 {
-    DEFAULT_TOKEN_TTL
-}
-
-pub async fn create_token(
-    State(st): State<AppState>,
-    body: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let req: TokenRequest = if body.is_empty() {
-        TokenRequest::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::bad_request(format!("token request: {e}")))?
-    };
-    let ttl = req.ttl_seconds.unwrap_or(DEFAULT_TOKEN_TTL);
-    if ttl <= 0 {
-        return Err(ApiError::bad_request("ttlSeconds: must be positive"));
-    }
-    let store = st.store.clone();
-    let token =
-        blocking(move || Ok(store.create_token(Role::Join, Some(ttl), &now_rfc3339())?)).await?;
-    Ok(Json(
-        serde_json::json!({ "token": token, "ttlSeconds": ttl }),
-    ))
+    super::tokens::DEFAULT_TOKEN_TTL
 }

@@ -1,26 +1,30 @@
 //! The HTTP API: Kubernetes-style REST paths over the store, bearer-token auth, node join and
 //! the log relay to workers. Handlers are thin: parse, call the store, shape the answer.
 
+pub mod auth;
 mod eviction;
+mod hygiene;
 mod join;
 pub use eviction::{check_budget, healthy};
 pub use join::{join_ttl, JoinRequest, JoinResponse};
+pub use tokens::{TokenCreated, TokenList, TokenRequest, TokenView};
 mod logs;
 mod nodes;
 mod pods;
+pub mod ratelimit;
+mod tokens;
 mod workloads;
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
 
 use super::bus::Bus;
-use super::store::{Role, Store, StoreError, TokenCheck};
+use super::store::{Store, StoreError};
 use crate::api::apps::{Deployment, ReplicaSet};
 use crate::api::secret::Secret;
 use crate::api::Status;
@@ -128,6 +132,12 @@ pub async fn blocking<T: Send + 'static>(
 }
 
 pub fn router(state: AppState) -> Router {
+    router_with(state, Arc::new(ratelimit::FailureLimiter::default()))
+}
+
+/// The API with the given failed-authentication limiter (shared by the bearer-token routes
+/// and the join endpoint).
+pub fn router_with(state: AppState, limiter: Arc<ratelimit::FailureLimiter>) -> Router {
     let authed = Router::new()
         .route("/api/v1/nodes", get(nodes::list))
         .route(
@@ -189,8 +199,15 @@ pub fn router(state: AppState) -> Router {
                 .put(workloads::replace::<ReplicaSet>)
                 .delete(workloads::delete::<ReplicaSet>),
         )
-        .route("/apis/herd.io/v1/tokens", post(join::create_token))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
+        .route(
+            "/apis/herd.io/v1/tokens",
+            get(tokens::list).post(tokens::create),
+        )
+        .route("/apis/herd.io/v1/tokens/{id}", delete(tokens::revoke))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), limiter.clone()),
+            auth::middleware,
+        ));
     Router::new()
         .route("/version", get(version))
         .route("/healthz", get(|| async { "ok" }))
@@ -204,6 +221,9 @@ pub fn router(state: AppState) -> Router {
                 "the server could not find the requested resource",
             )
         })
+        .layer(DefaultBodyLimit::max(hygiene::MAX_BODY))
+        .layer(Extension(limiter))
+        .layer(axum::middleware::from_fn(hygiene::middleware))
         .with_state(state)
 }
 
@@ -225,47 +245,6 @@ async fn version() -> Json<serde_json::Value> {
     }))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-async fn auth(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(token) = bearer(req.headers()).map(str::to_string) else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "missing bearer token (Authorization: Bearer ...)",
-        )
-        .into_response();
-    };
-    let store = st.store.clone();
-    let check = blocking(move || Ok(store.check_token(&token)?)).await;
-    match check {
-        Ok(TokenCheck::Valid(Role::Admin)) => next.run(req).await,
-        Ok(TokenCheck::Valid(_)) => ApiError::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            "this token may only join nodes",
-        )
-        .into_response(),
-        Ok(TokenCheck::Expired) => {
-            ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", "token expired").into_response()
-        }
-        Ok(TokenCheck::Unknown) => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "invalid bearer token",
-        )
-        .into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
 /// Serves until `shutdown` resolves; over TLS when `tls` is given.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -275,7 +254,9 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(state);
     let Some(acceptor) = tls else {
-        return axum::serve(listener, app)
+        // Connection info gives the auth limiter each client's address.
+        let svc = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        return axum::serve(listener, svc)
             .with_graceful_shutdown(shutdown)
             .await;
     };
@@ -306,6 +287,9 @@ pub async fn serve(
                 }
                 Err(_) => return,
             };
+            // What into_make_service_with_connect_info does for plain connections: the auth
+            // limiter keys on the client's address.
+            let app = app.layer(Extension(axum::extract::ConnectInfo(peer)));
             let svc = hyper_util::service::TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)

@@ -5,6 +5,7 @@ use axum::Json;
 
 use super::{blocking, ApiError, AppState};
 use crate::api::{List, Node};
+use crate::proto::topics;
 
 pub async fn list(State(st): State<AppState>) -> Result<Json<List<Node>>, ApiError> {
     let store = st.store.clone();
@@ -26,22 +27,32 @@ pub async fn get_one(
         .ok_or_else(|| ApiError::not_found("nodes", &name))
 }
 
-/// Removes the node and revokes its MQTT credentials; its pods are not moved (that is the
-/// node lifecycle controller's job, later).
+/// Removes the node and revokes its MQTT credentials: the credentials go first (a reconnect
+/// racing this is refused), then the row, then the node's live broker session is cut and its
+/// retained info cleared, so nothing the node said brings it back. Its pods are not moved
+/// (that is the node lifecycle controller's job, later).
 pub async fn delete(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Json<Node>, ApiError> {
     let store = st.store.clone();
     let n = name.clone();
-    blocking(move || {
-        let node = store.delete::<Node>("", &n, None)?;
+    let node = blocking(move || {
         store.remove_node_password(&n)?;
-        Ok(node)
+        Ok(store.delete::<Node>("", &n, None)?)
     })
     .await?
-    .map(Json)
-    .ok_or_else(|| ApiError::not_found("nodes", &name))
+    .ok_or_else(|| ApiError::not_found("nodes", &name))?;
+    if let Err(e) = st.bus.cut_session(&name).await {
+        tracing::warn!(node = %name, error = %e, "could not cut the removed node's mqtt session");
+    }
+    for topic in [topics::info(&name), topics::online(&name)] {
+        if let Err(e) = st.bus.publish_retained(topic, Vec::new()).await {
+            tracing::warn!(node = %name, error = %e, "could not clear the removed node's retained state");
+        }
+    }
+    tracing::info!(node = %name, "node removed; its mqtt credentials are revoked");
+    Ok(Json(node))
 }
 
 /// Replaces what an administrator owns on a node: `spec` (unschedulable, taints) and labels

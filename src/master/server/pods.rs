@@ -6,13 +6,11 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
+use super::hygiene::MAX_BODY;
 use super::{blocking, ApiError, AppState};
 use crate::api::{List, Object, Pod};
 use crate::master::podops::{delete_pod, Deleted};
 use crate::util::time::now_rfc3339;
-
-/// Largest request body: a pod manifest is a few KB.
-const MAX_BODY: usize = 1 << 20;
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
@@ -72,7 +70,10 @@ pub(super) fn parse_one(body: &[u8]) -> Result<Object, ApiError> {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
-            format!("request body of {} bytes exceeds {MAX_BODY}", body.len()),
+            format!(
+                "request body of {} bytes exceeds the limit of {MAX_BODY} bytes",
+                body.len()
+            ),
         ));
     }
     let text = std::str::from_utf8(body)

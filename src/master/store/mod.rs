@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::api::{Node, ObjectMeta, Pod};
 
-pub use tokens::{Role, TokenCheck};
+pub use tokens::{valid_token_id, IssuedToken, Role, TokenCheck, TokenInfo, TokenSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

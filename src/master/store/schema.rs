@@ -29,7 +29,15 @@ pub const MIGRATIONS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     "#,
-    // 2: node passwords also in mosquitto's hash form, for `herd broker config mosquitto`.
+    // 2: token management: a description, single-use join tokens with a use count, and
+    // revocation kept as a timestamp so a revoked token is told apart from an unknown one.
+    r#"
+    ALTER TABLE tokens ADD COLUMN description TEXT NOT NULL DEFAULT '';
+    ALTER TABLE tokens ADD COLUMN single_use INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tokens ADD COLUMN revoked_at TEXT;
+    "#,
+    // 3: node passwords also in mosquitto's hash form, for `herd broker config mosquitto`.
     r#"
     ALTER TABLE node_credentials ADD COLUMN mosquitto_hash TEXT;
     "#,

@@ -116,14 +116,155 @@ fn tokens_check_by_hash_and_expire() {
     assert_eq!(s.check_token(&old).unwrap(), TokenCheck::Expired);
 }
 
+fn spec(role: Role, ttl: Option<i64>, single_use: bool) -> TokenSpec {
+    TokenSpec {
+        role,
+        ttl_seconds: ttl,
+        single_use,
+        description: format!("{role} for a test"),
+    }
+}
+
+/// Unix time of `NOW`.
+const T0: i64 = 1_795_478_400;
+
+#[test]
+fn a_token_expires_after_its_ttl_counted_from_the_given_clock() {
+    let s = Store::open_in_memory().unwrap();
+    let t = s
+        .issue_token(&spec(Role::ReadOnly, Some(60), false), NOW, T0)
+        .unwrap();
+    assert_eq!(t.info.expires_at, Some(T0 + 60));
+    assert_eq!(
+        s.check_token_at(&t.token, T0 + 60).unwrap(),
+        TokenCheck::Valid(Role::ReadOnly)
+    );
+    assert_eq!(
+        s.check_token_at(&t.token, T0 + 61).unwrap(),
+        TokenCheck::Expired
+    );
+    let forever = s
+        .issue_token(&spec(Role::Admin, None, false), NOW, T0)
+        .unwrap();
+    assert_eq!(
+        s.check_token_at(&forever.token, i64::MAX).unwrap(),
+        TokenCheck::Valid(Role::Admin)
+    );
+}
+
+#[test]
+fn a_revoked_token_says_revoked_and_stays_listed_without_its_secret() {
+    let s = Store::open_in_memory().unwrap();
+    let t = s
+        .issue_token(&spec(Role::Admin, None, false), NOW, T0)
+        .unwrap();
+    let info = s
+        .revoke_token(&t.info.id, "2026-11-24T01:00:00Z")
+        .unwrap()
+        .unwrap();
+    assert_eq!(info.revoked_at.as_deref(), Some("2026-11-24T01:00:00Z"));
+    assert_eq!(s.check_token_at(&t.token, T0).unwrap(), TokenCheck::Revoked);
+    // Revoking again keeps the first time; an unknown id is None.
+    let again = s
+        .revoke_token(&t.info.id, "2026-11-25T00:00:00Z")
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.revoked_at.as_deref(), Some("2026-11-24T01:00:00Z"));
+    assert!(s.revoke_token("nosuch", NOW).unwrap().is_none());
+    let listed = s.list_tokens().unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].description, "admin for a test");
+    assert_eq!(listed[0].state_at(T0), TokenCheck::Revoked);
+}
+
+#[test]
+fn a_single_use_join_token_serves_exactly_one_join() {
+    let s = Store::open_in_memory().unwrap();
+    let t = s
+        .issue_token(&spec(Role::Join, Some(600), true), NOW, T0)
+        .unwrap();
+    assert_eq!(
+        s.join_with_token(&t.token, "w1", "pw1", NOW, T0).unwrap(),
+        TokenCheck::Valid(Role::Join)
+    );
+    assert!(s.check_node_password("w1", "pw1").unwrap());
+    assert_eq!(
+        s.join_with_token(&t.token, "w2", "pw2", NOW, T0).unwrap(),
+        TokenCheck::Used
+    );
+    assert!(!s.has_node_credentials("w2").unwrap());
+    assert_eq!(s.list_tokens().unwrap()[0].uses, 1);
+    // A reusable one counts every join.
+    let multi = s
+        .issue_token(&spec(Role::Join, None, false), NOW, T0)
+        .unwrap();
+    for node in ["a", "b", "c"] {
+        let check = s
+            .join_with_token(&multi.token, node, "pw", NOW, T0)
+            .unwrap();
+        assert_eq!(check, TokenCheck::Valid(Role::Join));
+    }
+    let listed = s.list_tokens().unwrap();
+    assert_eq!(
+        listed.iter().find(|t| t.id == multi.info.id).unwrap().uses,
+        3
+    );
+}
+
+#[test]
+fn concurrent_joins_with_one_single_use_token_let_exactly_one_through() {
+    let s = std::sync::Arc::new(Store::open_in_memory().unwrap());
+    let t = s
+        .issue_token(&spec(Role::Join, None, true), NOW, T0)
+        .unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let (s, token) = (s.clone(), t.token.clone());
+            std::thread::spawn(move || {
+                s.join_with_token(&token, &format!("n{i}"), "pw", NOW, T0)
+                    .unwrap()
+            })
+        })
+        .collect();
+    let results: Vec<TokenCheck> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let ok = results
+        .iter()
+        .filter(|r| **r == TokenCheck::Valid(Role::Join))
+        .count();
+    assert_eq!(ok, 1, "{results:?}");
+    assert!(results
+        .iter()
+        .all(|r| *r == TokenCheck::Valid(Role::Join) || *r == TokenCheck::Used));
+}
+
+#[test]
+fn a_read_only_token_cannot_join_and_nothing_is_written() {
+    let s = Store::open_in_memory().unwrap();
+    let t = s
+        .issue_token(&spec(Role::ReadOnly, None, false), NOW, T0)
+        .unwrap();
+    assert_eq!(
+        s.join_with_token(&t.token, "w1", "pw", NOW, T0).unwrap(),
+        TokenCheck::Valid(Role::ReadOnly)
+    );
+    assert!(!s.has_node_credentials("w1").unwrap());
+    assert_eq!(s.list_tokens().unwrap()[0].uses, 0);
+    assert_eq!(
+        s.join_with_token("x.y", "w1", "pw", NOW, T0).unwrap(),
+        TokenCheck::Unknown
+    );
+}
+
 #[test]
 fn node_passwords_are_checked_and_removable() {
     let s = Store::open_in_memory().unwrap();
     s.set_node_password("w1", "secret", NOW).unwrap();
     assert!(s.check_node_password("w1", "secret").unwrap());
     assert!(!s.check_node_password("w1", "nope").unwrap());
+    assert!(s.has_node_credentials("w1").unwrap());
     s.remove_node_password("w1").unwrap();
     assert!(!s.check_node_password("w1", "secret").unwrap());
+    assert!(!s.has_node_credentials("w1").unwrap());
 }
 
 #[test]

@@ -93,8 +93,8 @@ impl StagedArchive {
             let mut entry = entry.map_err(|e| self.read_error(e, limits))?;
             count += 1;
             if count > limits.max_entries {
-                return Err(ImageError::TooLarge {
-                    what: format!("archive {} entry count", self.archive.display()),
+                return Err(ImageError::TooManyEntries {
+                    what: format!("archive {}", self.archive.display()),
                     limit: limits.max_entries,
                 });
             }

@@ -108,6 +108,8 @@ pub enum ImageError {
     UnsafeLink { entry: String, reason: String },
     #[error("{what} is larger than the limit of {limit} bytes")]
     TooLarge { what: String, limit: u64 },
+    #[error("{what} has more than {limit} entries (the limit)")]
+    TooManyEntries { what: String, limit: u64 },
     #[error("archive has no entry {entry}")]
     MissingEntry { entry: String },
     #[error("blob {blob}: content has sha256:{actual}, expected {expected}")]

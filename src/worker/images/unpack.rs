@@ -97,8 +97,8 @@ pub(crate) fn unpack_stream<R: Read>(
             let mut entry = entry.map_err(|e| stream_error(name, e, limits))?;
             count += 1;
             if count > limits.max_layer_entries {
-                return Err(ImageError::TooLarge {
-                    what: format!("layer {name} entry count"),
+                return Err(ImageError::TooManyEntries {
+                    what: format!("layer {name}"),
                     limit: limits.max_layer_entries,
                 });
             }
@@ -198,6 +198,22 @@ fn apply_entry<R: Read>(
             let mode = header.mode().map_err(|e| fail(e.to_string()))? & 0o7777;
             let major = header.device_major().ok().flatten().unwrap_or(0);
             let minor = header.device_minor().ok().flatten().unwrap_or(0);
+            // A device node in a layer would alias a real device on the host, inside the
+            // image store (a block device 8:0 mode 0666 is the whole disk for anyone who can
+            // reach it). The runtime gives containers their /dev; only the overlay whiteout
+            // form (char 0:0) and FIFOs are kept.
+            let whiteout = kind == tar::EntryType::Char && major == 0 && minor == 0;
+            if kind != tar::EntryType::Fifo && !whiteout {
+                let what = if kind == tar::EntryType::Block {
+                    "block"
+                } else {
+                    "character"
+                };
+                return Err(fail(format!(
+                    "{what} device {major}:{minor} refused: images may not carry device nodes \
+                     (the runtime provides /dev)"
+                )));
+            }
             let file_type = match kind {
                 tar::EntryType::Char => libc::S_IFCHR,
                 tar::EntryType::Block => libc::S_IFBLK,
@@ -225,14 +241,18 @@ fn apply_entry<R: Read>(
             let (link_name, link_parents) = link_parts
                 .split_last()
                 .ok_or_else(|| fail("hard link without a target".into()))?;
-            let source = existing_parent(dest, link_parents)
-                .map_err(|r| fail(format!("hard link target: {r}")))?
-                .join(link_name);
-            if source.symlink_metadata().is_err() {
-                return Err(fail(format!(
+            // Named as the archive names it: a host path here would only confuse.
+            let missing = || {
+                fail(format!(
                     "hard link target {} is not in the layer",
                     String::from_utf8_lossy(&link)
-                )));
+                ))
+            };
+            let source = existing_parent(dest, link_parents)
+                .map_err(|_| missing())?
+                .join(link_name);
+            if source.symlink_metadata().is_err() {
+                return Err(missing());
             }
             clear(&target, false).map_err(|e| fail(e.to_string()))?;
             // link(2) does not follow a symlink `source`: the link is to the entry itself.
@@ -241,11 +261,20 @@ fn apply_entry<R: Read>(
         _ => {
             let xattrs = pax_xattrs(entry);
             clear(&target, kind.is_dir()).map_err(|e| fail(e.to_string()))?;
+            let declared = entry.header().size().unwrap_or(0);
             let unpacked = entry.unpack_in(dest).map_err(|e| match e.kind() {
                 // The stream ran dry or over its cap mid-entry: the caller reports the layer.
                 io::ErrorKind::FileTooLarge | io::ErrorKind::UnexpectedEof => {
                     ImageError::io(&target, e)
                 }
+                // tar's words for a stream that ended before the entry's declared size.
+                _ if error_chain(&e).contains("failed to write entire file") => ImageError::io(
+                    &target,
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("entry {shown} ends early (its header claims {declared} bytes)"),
+                    ),
+                ),
                 _ => fail(error_chain(&e)),
             })?;
             if !unpacked {
@@ -501,6 +530,54 @@ mod tests {
         assert_eq!(a.mode() & 0o7777, 0o644);
         // Directory mtimes survive the files created inside them.
         assert_eq!(fs::metadata(dir.path().join("bin")).unwrap().mtime(), 1);
+    }
+
+    #[test]
+    fn device_nodes_are_refused_but_fifos_and_the_whiteout_form_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let layer = |kind: tar::EntryType, major: u32, minor: u32| {
+            let mut h = tar::Header::new_gnu();
+            h.set_path("dev/node").unwrap();
+            h.set_entry_type(kind);
+            h.set_size(0);
+            h.set_mode(0o666);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1);
+            h.set_device_major(major).unwrap();
+            h.set_device_minor(minor).unwrap();
+            h.set_cksum();
+            let mut t = RawTar::new();
+            t.dir("dev/");
+            let mut bytes = t.finish();
+            bytes.truncate(bytes.len() - 1024);
+            bytes.extend_from_slice(h.as_bytes());
+            bytes.extend(std::iter::repeat_n(0u8, 1024));
+            bytes
+        };
+        for (i, (kind, major, minor, ok)) in [
+            (tar::EntryType::Block, 8, 0, false),
+            (tar::EntryType::Char, 1, 3, false),
+            (tar::EntryType::Char, 0, 0, true),
+            (tar::EntryType::Fifo, 0, 0, true),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let dest = dir.path().join(i.to_string());
+            std::fs::create_dir(&dest).unwrap();
+            let r = unpack_stream(&layer(kind, major, minor)[..], "l", &dest, &limits());
+            if ok {
+                r.unwrap();
+            } else {
+                let e = r.unwrap_err().to_string();
+                assert!(
+                    e.contains(&format!("device {major}:{minor} refused")),
+                    "{e}"
+                );
+                assert!(std::fs::symlink_metadata(dest.join("dev/node")).is_err());
+            }
+        }
     }
 
     #[test]
