@@ -153,6 +153,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::pki::install_provider();
         let client = reqwest::Client::new();
         let call = |path: &str, ct: Option<&str>| {
             let mut r = client.post(format!("http://{addr}{path}"));
