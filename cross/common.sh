@@ -1,5 +1,7 @@
 # Shared by cross/build and cross/smoke (sourced, not run): target names and cache layout.
 # shellcheck shell=bash
+# The variables are for the scripts that source this file.
+# shellcheck disable=SC2034
 
 die() {
   echo "error: $*" >&2
