@@ -1,24 +1,29 @@
 //! Edge autonomy, the performance part (issue #7), as one benchmark run that prints figures
-//! (nothing here asserts on time). A real `herd master` process; the fleet is simulated nodes
-//! (`simnode/`: real join, real MQTT protocol, no containers) running as tokio tasks here.
+//! (nothing here asserts on time). A real `herd master` process (HTTPS + MQTTS by default,
+//! `HERD_AUTONOMY_INSECURE=1` for `--insecure`); the fleet is simulated nodes (`simnode/`: real
+//! join, real MQTT protocol, no containers) running as tokio tasks in this process.
 //!
-//! 1. Broker return → every node Ready and every pod's status converged, with
-//!    `HERD_AUTONOMY_NODES` (default 50) nodes × `HERD_AUTONOMY_PODS_PER_NODE` (default 4)
-//!    pods of one Deployment: for an external mosquitto (killed, down
-//!    `HERD_AUTONOMY_OUTAGE_SECS` (default 10) while every node bumps its pods' restartCount,
-//!    then a fresh mosquitto on the same port) and for the embedded broker (master `kill -9`,
-//!    same outage, restarted on the same ports and data dir).
-//! 2. Master `kill -9` and restart with `HERD_AUTONOMY_RESTART_PODS` (default 1000) pods in
-//!    the store on `HERD_AUTONOMY_RESTART_NODES` (default 10) nodes: time to API serving, and
-//!    time until the controllers are back (a scale-up issued as soon as the API answers →
-//!    the new pod's spec reaches its node → it is Running in the API).
-//! 3. SD-card cost: the master's `write_bytes` per idle hour with 10 nodes and 100 pods
-//!    (settle `HERD_AUTONOMY_SETTLE_SECS`, default 20; measure `HERD_AUTONOMY_IDLE_SECS`,
-//!    default 60; target ≤ 1 MB/h), and during a rolling update of those 100 pods.
+//! 1. Broker return, `HERD_AUTONOMY_NODES` (default 50) nodes × `HERD_AUTONOMY_PODS_PER_NODE`
+//!    (default 4) pods of one Deployment, for an external mosquitto (killed, down
+//!    `HERD_AUTONOMY_OUTAGE_SECS`, default 10, then a fresh one on the same port) and for the
+//!    embedded broker (master `kill -9`, same outage, restarted on the same ports and data dir).
+//!    During the outage every node bumps its pods' restartCount. From the broker's return:
+//!    (a) every node Ready in the API *and* heard from again (one of its pods shows the bumped
+//!    count), (b) every pod's restartCount in the API bumped. `HERD_AUTONOMY_RUNS` (default 3)
+//!    runs each, median printed.
+//! 2. Master `kill -9` and restart with `HERD_AUTONOMY_RESTART_PODS` (default 1000) pods on
+//!    `HERD_AUTONOMY_RESTART_NODES` (default 10) nodes: time to the first authenticated GET,
+//!    then a scale-up by one replica issued at once, timed until the new pod's spec reaches its
+//!    node and until it is Running in the API; the same scale-up before the kill as baseline.
+//! 3. SD-card cost: the master's `write_bytes` (`/proc/PID/io`) per idle hour with 10 nodes
+//!    (1 s heartbeats) and 100 pods (settle `HERD_AUTONOMY_SETTLE_SECS`, default 20; measure
+//!    `HERD_AUTONOMY_IDLE_SECS`, default 60; target ≤ 1 MB/h), and during a rolling update of
+//!    those 100 pods.
 //!
-//! `HERD_AUTONOMY_ONLY=1,3` runs a subset; `HERD_AUTONOMY_KEEP=1` keeps data dirs and logs. Data dirs live in /var/tmp (a real disk, so writes
-//! are counted); master logs in /dev/shm (tmpfs: under systemd they are journald's writes, not
-//! the master's). Child processes are killed by drop guards, also on panic.
+//! `HERD_AUTONOMY_ONLY=1,3` runs a subset; `HERD_AUTONOMY_KEEP=1` keeps data dirs and logs.
+//! Data dirs live in /var/tmp (a real disk, so writes are counted); master logs in /dev/shm
+//! (tmpfs: under systemd they are journald's writes, not the master's). Child processes are
+//! killed by drop guards, also on panic. Only 127.0.0.1 is used.
 //!
 //! `CARGO_TARGET_DIR=/var/tmp/herd-target cargo bench --bench autonomy`
 
@@ -670,6 +675,68 @@ fn log_time_after(log: &Path, needle: &str, after: SystemTime) -> Option<SystemT
 // ---------------------------------------------------------------------------------------------
 // 2. Master restart with many pods
 
+/// One scale-up by a replica, timed: PUT answered, the new pod's spec on a node (the
+/// ReplicaSet controller created it, the scheduler bound it, the desired publisher sent it),
+/// the new pod Running and Ready in the API (its status came back), every pod Ready.
+struct ScaleUp {
+    accepted: Duration,
+    on_node: Duration,
+    node: String,
+    running: Duration,
+    all_ready: Duration,
+}
+
+async fn scale_up(api: &Api, fleet: &Fleet, to: usize) -> ScaleUp {
+    let scale = Instant::now();
+    update_deployment(api, "web", |d| d["spec"]["replicas"] = json!(to)).await;
+    let accepted = scale.elapsed();
+    let arrival = wait_for(
+        "the scaled-up pod on a node",
+        Duration::from_secs(120),
+        Duration::from_millis(2),
+        || async { fleet.arrivals_since(scale).into_iter().next() },
+    )
+    .await;
+    let name = arrival.pod.rsplit('/').next().unwrap_or("").to_string();
+    wait_for(
+        "the scaled-up pod Running",
+        Duration::from_secs(120),
+        Duration::from_millis(5),
+        || async {
+            let p = api.get(&format!("{PODS}/{name}")).await.ok()?;
+            (cond_true(&p, "Ready") && p["status"]["phase"] == "Running").then_some(())
+        },
+    )
+    .await;
+    let running = scale.elapsed();
+    wait_for(
+        "every pod Running",
+        Duration::from_secs(300),
+        Duration::from_millis(100),
+        || async { converged(&pods_of(api, "web").await, to, 0).then_some(()) },
+    )
+    .await;
+    ScaleUp {
+        accepted,
+        on_node: arrival.at - scale,
+        node: arrival.node,
+        running,
+        all_ready: scale.elapsed(),
+    }
+}
+
+fn print_scale_up(s: &ScaleUp) {
+    println!(
+        "    PUT answered {}; new pod created, bound, its spec on {} {}; Running + Ready in the \
+         API {}; every pod Ready {}",
+        secs(s.accepted),
+        s.node,
+        secs(s.on_node),
+        secs(s.running),
+        secs(s.all_ready),
+    );
+}
+
 async fn scenario_master_restart() {
     let nodes = env_num("HERD_AUTONOMY_RESTART_NODES", 10) as usize;
     let replicas = env_num("HERD_AUTONOMY_RESTART_PODS", 1000) as usize;
@@ -687,6 +754,18 @@ async fn scenario_master_restart() {
         wal as f64 / 1e6
     );
 
+    // Baseline: the same scale-up on a master that has been running all along.
+    let base = scale_up(&api, &fleet, replicas + 1).await;
+    update_deployment(&api, "web", |d| d["spec"]["replicas"] = json!(replicas)).await;
+    wait_for(
+        "the scale-down",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || async { converged(&pods_of(&api, "web").await, replicas, 0).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
     master.kill9();
     let spawned = master.spawn();
     // First successful authenticated GET.
@@ -701,37 +780,7 @@ async fn scenario_master_restart() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let api_up = spawned.elapsed();
-    let scale = Instant::now();
-    update_deployment(&api, "web", |d| d["spec"]["replicas"] = json!(replicas + 1)).await;
-    let accepted = scale.elapsed();
-    let arrival = wait_for(
-        "the scaled-up pod on a node",
-        Duration::from_secs(120),
-        Duration::from_millis(2),
-        || async { fleet.arrivals_since(scale).into_iter().next() },
-    )
-    .await;
-    let on_node = arrival.at - scale;
-    let name = arrival.pod.rsplit('/').next().unwrap_or("").to_string();
-    wait_for(
-        "the scaled-up pod Running",
-        Duration::from_secs(120),
-        Duration::from_millis(5),
-        || async {
-            let p = api.get(&format!("{PODS}/{name}")).await.ok()?;
-            (cond_true(&p, "Ready") && p["status"]["phase"] == "Running").then_some(())
-        },
-    )
-    .await;
-    let running = scale.elapsed();
-    wait_for(
-        "every pod Running after the restart",
-        Duration::from_secs(300),
-        Duration::from_millis(200),
-        || async { converged(&pods_of(&api, "web").await, replicas + 1, 0).then_some(()) },
-    )
-    .await;
-    let all_ready = scale.elapsed();
+    let after = scale_up(&api, &fleet, replicas + 1).await;
     let sessions = wait_for(
         "every sim node reconnected",
         Duration::from_secs(60),
@@ -741,32 +790,20 @@ async fn scenario_master_restart() {
     .await
     .saturating_duration_since(spawned);
     println!(
-        "  spawn → API serving (first authenticated GET):  {}",
+        "  spawn → API serving (first authenticated GET): {}",
         secs(api_up)
     );
     println!(
-        "  spawn → every sim node reconnected:             {}",
+        "  spawn → every sim node reconnected:            {}",
         secs(sessions)
     );
     println!(
-        "  scale {replicas}→{} issued right after: PUT answered in {}",
-        replicas + 1,
-        secs(accepted)
+        "  scale {replicas}→{} issued as soon as the API answered:",
+        replicas + 1
     );
-    println!(
-        "  scale → new pod created, bound, its spec on node {}: {}",
-        arrival.node,
-        secs(on_node)
-    );
-    println!(
-        "  scale → new pod Running + Ready in the API:     {}",
-        secs(running)
-    );
-    println!(
-        "  scale → all {} pods Running + Ready in the API:  {}",
-        replicas + 1,
-        secs(all_ready)
-    );
+    print_scale_up(&after);
+    println!("  baseline, the same scale-up before the kill (master up for a while):");
+    print_scale_up(&base);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -794,6 +831,28 @@ fn io(pid: i32) -> Io {
     }
 }
 
+/// The highest resourceVersion among the objects that exist: every store write takes the next
+/// one, so its growth counts writes (deleted objects' versions included, as long as something
+/// written later still exists).
+async fn max_rv(api: &Api) -> i64 {
+    let mut max = 0;
+    for path in [
+        "/api/v1/nodes",
+        "/api/v1/pods",
+        "/apis/apps/v1/replicasets",
+        "/apis/apps/v1/deployments",
+    ] {
+        for o in api.items(path).await {
+            let rv = o["metadata"]["resourceVersion"]
+                .as_str()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            max = max.max(rv);
+        }
+    }
+    max
+}
+
 fn kb(b: u64) -> String {
     format!("{:.1} KB", b as f64 / 1024.0)
 }
@@ -812,14 +871,16 @@ async fn scenario_sd_card() {
     let (master, api, fleet) = cluster(&dirs, None, nodes, replicas).await;
     let pid = master.pid();
     tokio::time::sleep(settle).await;
+    let rv0 = max_rv(&api).await;
     let a = io(pid);
     tokio::time::sleep(idle).await;
     let b = io(pid);
+    let idle_writes = max_rv(&api).await - rv0;
     let per_hour = |bytes: u64| bytes as f64 * 3600.0 / idle.as_secs_f64();
     let wb = b.write_bytes.saturating_sub(a.write_bytes);
     println!(
         "  idle {} s (after {} s settling): write_bytes {} → {:.1} KB/h (target ≤ 1024 KB/h: {}); \
-         wchar {:.1} KB/h",
+         wchar {:.1} KB/h; store writes {idle_writes}",
         idle.as_secs(),
         settle.as_secs(),
         kb(wb),
@@ -834,6 +895,7 @@ async fn scenario_sd_card() {
 
     // Rolling update, as `kubectl rollout restart` does it.
     let log0 = std::fs::metadata(dirs.log()).map_or(0, |m| m.len());
+    let rv0 = max_rv(&api).await;
     let a = io(pid);
     let t = Instant::now();
     update_deployment(&api, "web", |d| {
@@ -863,15 +925,22 @@ async fn scenario_sd_card() {
     .await;
     let took = t.elapsed();
     let b = io(pid);
+    let writes = max_rv(&api).await - rv0;
     let log1 = std::fs::metadata(dirs.log()).map_or(0, |m| m.len());
+    let wb = b.write_bytes.saturating_sub(a.write_bytes);
     println!(
-        "  rolling update of {replicas} pods: {} ; write_bytes {} ({:.1} KB per pod replaced; \
-         cancelled {}), wchar {}; the master's log grew {} meanwhile (not counted: tmpfs)",
+        "  rolling update of {replicas} pods: {}; write_bytes {} ({:.1} KB per pod replaced; \
+         cancelled {}); ~{writes} store writes (~{:.1} KB each); wchar {}",
         secs(took),
-        kb(b.write_bytes.saturating_sub(a.write_bytes)),
-        b.write_bytes.saturating_sub(a.write_bytes) as f64 / 1024.0 / replicas as f64,
+        kb(wb),
+        wb as f64 / 1024.0 / replicas as f64,
         kb(b.cancelled.saturating_sub(a.cancelled)),
+        wb as f64 / 1024.0 / writes.max(1) as f64,
         kb(b.wchar.saturating_sub(a.wchar)),
+    );
+    println!(
+        "  (the master's log grew {} meanwhile, on tmpfs, not counted: under systemd it is \
+         journald's write)",
         kb(log1.saturating_sub(log0)),
     );
     let arrivals = fleet.arrivals_since(t).len();

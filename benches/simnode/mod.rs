@@ -2,8 +2,8 @@
 //! process can stand in for a fleet.
 //!
 //! Each node joins through the master's join API with a token (pinning the CA hash over
-//! https), opens an MQTT session with the
-//! credentials it got (client id = node name, Last Will `online=false`), and behaves like
+//! https), opens an MQTT session with the credentials it got (MQTTS with the pinned CA when
+//! the URL says so; client id = node name, Last Will `online=false`), and behaves like
 //! `worker::agent` on the wire: on every ConnAck it subscribes to its desired topics and its
 //! RPC requests, publishes `online` and `info` (retained) and re-sends the last status of every
 //! pod; it heartbeats (QoS 0); every pod in its desired index whose spec arrived is reported

@@ -253,7 +253,9 @@ impl Bus {
                     self.connected.send_replace(false);
                     tracing::warn!(error = %e, retry_in = ?backoff, "mqtt connection lost");
                     tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    // Capped like the agents' (1.6 s): after a broker outage the master is
+                    // back as soon as its nodes, not up to 5 s later.
+                    backoff = (backoff * 2).min(Duration::from_millis(1600));
                 }
             }
         }

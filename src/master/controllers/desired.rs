@@ -42,14 +42,23 @@ pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>) -> Picture {
             payload,
         );
     }
+    // One map, not a search per entry: the picture is rebuilt on every store change.
+    let uids: std::collections::HashMap<(&str, &str), &str> = pods
+        .iter()
+        .map(|p| {
+            (
+                (p.metadata.ns(), p.metadata.name.as_str()),
+                p.metadata.uid.as_str(),
+            )
+        })
+        .collect();
     for (node, set) in &pic.pods {
         let keys = set
             .keys()
             .map(|(ns, name)| {
-                let uid = pods
-                    .iter()
-                    .find(|p| p.metadata.ns() == ns && &p.metadata.name == name)
-                    .map(|p| p.metadata.uid.clone())
+                let uid = uids
+                    .get(&(ns.as_str(), name.as_str()))
+                    .map(|u| u.to_string())
                     .unwrap_or_default();
                 PodKey {
                     namespace: ns.clone(),
