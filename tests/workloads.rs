@@ -38,20 +38,6 @@ spec:
     )
 }
 
-fn shim_pids_for(c: &Cluster, worker: usize) -> Vec<i32> {
-    let dir = c.workers[worker].data_dir.to_string_lossy().into_owned();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains("__shim") && cmd.contains(&dir)
-        })
-        .collect()
-}
-
 #[test]
 fn six_replicas_spread_two_per_node_and_are_replaced_when_a_worker_dies() {
     let mut c = Cluster::start(&[&[], &[], &[]]);
@@ -71,7 +57,7 @@ fn six_replicas_spread_two_per_node_and_are_replaced_when_a_worker_dies() {
         "{spread:?}"
     );
 
-    let w1_shims = shim_pids_for(&c, 0);
+    let w1_shims = common::shim_pids(&c.workers[0].data_dir);
     assert_eq!(w1_shims.len(), 2, "w1 runs two containers");
     {
         let w = c.worker("w1");
