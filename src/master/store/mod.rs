@@ -239,7 +239,8 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?;
-        body.map(|b| self.decode_body::<T>(&b, ns, name)).transpose()
+        body.map(|b| self.decode_body::<T>(&b, ns, name))
+            .transpose()
     }
 
     /// Every object of a kind, in one namespace or (None) all, ordered by namespace and name.
