@@ -23,8 +23,8 @@ fn backoff_base() -> Duration {
         .map_or(Duration::from_secs(10), Duration::from_millis)
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn signalled() {
+/// Resolves on SIGINT or SIGTERM (also what `herd firstboot` waits on while it retries).
+pub(crate) async fn signalled() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (
         signal(SignalKind::interrupt()),

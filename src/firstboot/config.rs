@@ -354,7 +354,8 @@ fn check_ca_hash(hash: &str) -> Result<(), String> {
             Ok(())
         }
         _ => Err(format!(
-            "{hash:?} must be sha256: and 64 hex digits, as printed after --ca-hash by `herd master`"
+            "{hash:?} must be sha256: and 64 hex digits, as printed after --ca-hash by \
+             `herd master`"
         )),
     }
 }
@@ -647,7 +648,10 @@ authorized_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI me@laptop"]
         let hex = "a".repeat(64);
         let c = parse(
             FILE,
-            &format!("master = \"http://m:6443\"\ntoken = \"t\"\n[wifi]\nssid = \"x\"\npsk = \"{hex}\"\n"),
+            &format!(
+                "master = \"http://m:6443\"\ntoken = \"t\"\n\
+                 [wifi]\nssid = \"x\"\npsk = \"{hex}\"\n"
+            ),
         )
         .unwrap();
         assert_eq!(c.wifi.unwrap().psk, Some(hex));

@@ -68,7 +68,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR", default_value = "/var/lib/herd/worker")]
     pub data_dir: PathBuf,
     /// Seconds between heartbeats to the master
-    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECONDS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_seconds: u64,
 }
 
@@ -184,14 +185,15 @@ fn prepare(args: &PrepareArgs) -> anyhow::Result<()> {
             ),
         }
     }
-    tracing::info!(node = %node, changes = changes.len(), "board prepared from {}", args.config.display());
+    let n = changes.len();
+    tracing::info!(node = %node, changes = n, "board prepared from {}", args.config.display());
     Ok(())
 }
 
 async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let cfg = tokio::select! {
         c = load_when_valid(&args.config, RELOAD) => c,
-        _ = signalled() => return Ok(()),
+        _ = crate::up::signalled() => return Ok(()),
     };
     // Before any join attempt: a kernel that cannot run containers exits 78 with its fix.
     crate::worker::kernel::check()?;
@@ -201,7 +203,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
     let creds = args.data_dir.join("node.json");
     let cfg = tokio::select! {
         c = join_until_accepted(cfg, &args.config, &machine_id, &creds) => c,
-        _ = signalled() => return Ok(()),
+        _ = crate::up::signalled() => return Ok(()),
     };
     let worker = crate::cli::WorkerArgs {
         join: cfg.master.clone(),
@@ -272,7 +274,8 @@ async fn join_until_accepted(
         .await
         {
             Ok(c) => {
-                tracing::info!(node = %c.node_name, "joined {} after {failures} failed attempt(s)", cfg.master);
+                let (m, n) = (&cfg.master, &c.node_name);
+                tracing::info!(node = %n, "joined {m} after {failures} failed attempt(s)");
                 return cfg;
             }
             Err(e) => e,
@@ -289,7 +292,7 @@ async fn join_until_accepted(
                 tracing::warn!("{err}; attempt {failures}, next in {}s", wait.as_secs())
             }
             Failure::Refused => tracing::error!(
-                "{err}; check master and token in {} (a token from `herd token create` is \
+                "{err}; check master, token and ca_hash in {} (a token from `herd token create` is \
                  valid for 24 h); next attempt in {}s",
                 config.display(),
                 wait.as_secs()
@@ -325,22 +328,6 @@ fn with_causes(err: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     s
-}
-
-/// Resolves on SIGINT or SIGTERM (systemd stopping the service while it waits).
-async fn signalled() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = int.recv() => {}
-        _ = term.recv() => {}
-    }
 }
 
 #[cfg(test)]

@@ -267,7 +267,8 @@ mod tests {
     #[test]
     fn apply_writes_then_changes_nothing_the_second_time() {
         let root = tempfile::tempdir().unwrap();
-        let c = cfg("[wifi]\nssid = \"home\"\npsk = \"12345678\"\n[ssh]\nauthorized_keys = [\"ssh-ed25519 AAAA me\"]\n");
+        let c = cfg("[wifi]\nssid = \"home\"\npsk = \"12345678\"\n\
+                     [ssh]\nauthorized_keys = [\"ssh-ed25519 AAAA me\"]\n");
         let changes = apply(root.path(), &c, "pi1", Path::new(SRC)).unwrap();
         assert_eq!(changes.len(), 4, "{changes:?}");
         let r = root.path();
