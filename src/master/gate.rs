@@ -208,8 +208,7 @@ where
         Identity::Master => MASTER_USER.to_string(),
         Identity::Node(n) => n.clone(),
     };
-    let span = tracing::debug_span!("gate", node = %who, %peer);
-    let _ = span.enter();
+    tracing::debug!(node = %who, %peer, "mqtt gate: admitted");
     let broker = TcpStream::connect(upstream)
         .await
         .map_err(|e| format!("broker at {upstream}: {e}"))?;
