@@ -27,7 +27,7 @@ use herd::api::pod::{ContainerState, StateRunning};
 use herd::api::{ContainerStatus, Pod, PodPhase, PodStatus};
 use herd::proto::{self, topics, topics::Topic, ObservedPod, RpcCall, RpcRequest, RpcResponse};
 use herd::worker::pods::manager::Desired;
-use rumqttc::{AsyncClient, Event, EventLoop, LastWill, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -157,30 +157,8 @@ fn start(
     arrivals: Arc<Mutex<Vec<Arrival>>>,
 ) -> (JoinHandle<()>, JoinHandle<()>) {
     let node = creds.node_name.clone();
-    let (host, port) = herd::util::mqtt_url::parse(&creds.mqtt_url).expect("mqtt url from join");
-    let mut opts = MqttOptions::new(node.clone(), host, port);
-    opts.set_credentials(creds.username.clone(), creds.password.clone());
-    if herd::util::mqtt_url::is_tls(&creds.mqtt_url) {
-        // As the agent: trust only the CA pinned at join.
-        let pem = creds
-            .ca_cert
-            .as_deref()
-            .expect("mqtts:// without a CA from join");
-        let der = herd::pki::der_from_pem(pem, Path::new("node.json")).expect("CA PEM");
-        let tls = herd::pki::client_config(&der).expect("TLS client config");
-        opts.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls),
-        ));
-    }
-    opts.set_keep_alive(Duration::from_secs(5));
-    opts.set_clean_session(true);
-    opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);
-    opts.set_last_will(LastWill::new(
-        topics::online(&node),
-        "false",
-        QoS::AtLeastOnce,
-        true,
-    ));
+    // Exactly the agent's session: credentials, MQTTS with the pinned CA, Last Will.
+    let opts = herd::worker::agent::session_options(&creds).expect("session options from join");
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
     herd::util::mqtt_net::tune(&mut eventloop);
     let (tx, rx) = mpsc::channel(1024);

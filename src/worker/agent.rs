@@ -65,6 +65,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// The node's MQTT session as the master expects it: client id = node name, its credentials,
+/// MQTTS trusting only the CA pinned at join, a retained "offline" Last Will. Shared with the
+/// simulated nodes of the autonomy benchmark, so they speak exactly what a worker speaks.
+pub fn session_options(creds: &Credentials) -> Result<MqttOptions, AgentError> {
+    let node = &creds.node_name;
+    let (host, port) = crate::util::mqtt_url::parse(&creds.mqtt_url)?;
+    let mut opts = MqttOptions::new(node.clone(), host, port);
+    opts.set_credentials(creds.username.clone(), creds.password.clone());
+    if crate::util::mqtt_url::is_tls(&creds.mqtt_url) {
+        // Without the pinned CA, MQTTS cannot be verified.
+        let pem = creds.ca_cert.as_deref().ok_or(AgentError::NoCa)?;
+        let der = crate::pki::der_from_pem(pem, std::path::Path::new("node.json"))?;
+        opts.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(crate::pki::client_config(&der)?),
+        ));
+    }
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_clean_session(true);
+    opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);
+    opts.set_last_will(LastWill::new(
+        topics::online(node),
+        "false",
+        QoS::AtLeastOnce,
+        true,
+    ));
+    Ok(opts)
+}
+
 pub async fn run<R: Runtime>(
     mut cfg: AgentConfig,
     mut manager: Manager<R>,
@@ -72,33 +100,8 @@ pub async fn run<R: Runtime>(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
     let node = cfg.creds.node_name.clone();
-    let (host, port) = crate::util::mqtt_url::parse(&cfg.creds.mqtt_url)?;
-    let mut opts = MqttOptions::new(node.clone(), host.clone(), port);
-    opts.set_credentials(cfg.creds.username.clone(), cfg.creds.password.clone());
-    if crate::util::mqtt_url::is_tls(&cfg.creds.mqtt_url) {
-        // Trust only the CA pinned at join; without it MQTTS cannot be verified.
-        let tls = cfg
-            .creds
-            .ca_cert
-            .as_deref()
-            .ok_or(AgentError::NoCa)
-            .and_then(|pem| {
-                let der = crate::pki::der_from_pem(pem, std::path::Path::new("node.json"))?;
-                Ok(crate::pki::client_config(&der)?)
-            })?;
-        opts.set_transport(rumqttc::Transport::tls_with_config(
-            rumqttc::TlsConfiguration::Rustls(tls),
-        ));
-    }
-    opts.set_keep_alive(Duration::from_secs(5));
-    opts.set_clean_session(true);
-    opts.set_max_packet_size(proto::MAX_PAYLOAD + 4096, proto::MAX_PAYLOAD + 4096);
-    opts.set_last_will(LastWill::new(
-        topics::online(&node),
-        "false",
-        QoS::AtLeastOnce,
-        true,
-    ));
+    let opts = session_options(&cfg.creds)?;
+    let (host, port) = opts.broker_address();
     let (client, mut eventloop) = AsyncClient::new(opts, 4096);
     crate::util::mqtt_net::tune(&mut eventloop);
     // The MQTT event loop runs in its own task so it is polled continuously: a `select!` that
