@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::registry::{busybox_archive, foreign_busybox, sha256, Registry};
+use common::registry::{big_image, busybox_archive, foreign_busybox, sha256, Registry};
 use herd::oci::{PullError, Puller, RegistrySettings};
 use herd::worker::images::pull::Progress;
 use herd::worker::images::{ImageStore, Platform, Reference};
@@ -237,36 +237,6 @@ async fn a_corrupt_blob_fails_with_a_digest_error_and_leaves_nothing_behind() {
         layer
     );
     assert!(pulled.downloaded);
-}
-
-/// Random bytes from a seed (xorshift): incompressible layer content without a crate.
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-/// A ~48 MB image of three random-content layers on top of busybox.
-pub fn big_image(dir: &Path, reg: &Registry, name_tag: &str) {
-    let mut layers: Vec<Vec<u8>> = Vec::new();
-    for i in 0..3u64 {
-        let name = format!("data/blob{i}");
-        layers.push(common::tarball::tar_of(&[
-            common::tarball::Entry::dir("data"),
-            common::tarball::Entry::file(&name, &noise(i + 7, 16 << 20)),
-        ]));
-    }
-    let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
-    let tar = dir.join("big.tar");
-    std::fs::write(&tar, common::tarball::docker_archive(&refs, name_tag)).expect("big archive");
-    reg.push_archive(&tar, name_tag);
 }
 
 #[test]

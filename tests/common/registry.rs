@@ -202,3 +202,35 @@ pub fn busybox_archive(dir: &Path, busybox: &Path, platform: &str, tag: &str) ->
     assert!(st.success(), "scripts/busybox-image {platform} failed");
     out
 }
+
+/// Random bytes from a seed (xorshift): incompressible layer content without a crate.
+fn noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A ~48 MB image of three 16 MiB random-content layers (incompressible, so transfer and
+/// hashing dominate as they do for real application layers).
+pub fn big_image(dir: &Path, reg: &Registry, name_tag: &str) {
+    let mut layers: Vec<Vec<u8>> = Vec::new();
+    for i in 0..3u64 {
+        let name = format!("data/blob{i}");
+        layers.push(super::tarball::tar_of(&[
+            super::tarball::Entry::dir("data"),
+            super::tarball::Entry::file(&name, &noise(i + 7, 16 << 20)),
+        ]));
+    }
+    let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
+    let tar = dir.join("big.tar");
+    std::fs::write(&tar, super::tarball::docker_archive(&refs, name_tag)).expect("big archive");
+    reg.push_archive(&tar, name_tag);
+}
+
