@@ -64,8 +64,9 @@ pub enum Command {
     Uncordon(NodeArgs),
     /// Cordon a node and evict its pods, respecting deployments' availability
     Drain(DrainArgs),
-    /// Manage the images of this machine's worker (local, no server needed)
-    #[command(subcommand)]
+    /// Images: the master's cache (push, ls, prune) and this machine's worker store
+    /// (import, ls --local)
+    #[command(subcommand, after_help = IMAGE_HELP)]
     Image(ImageCommand),
     /// Manage tokens: join tokens for workers, admin and read-only API tokens
     #[command(subcommand)]
@@ -459,12 +460,55 @@ pub struct DrainArgs {
     pub timeout: Duration,
 }
 
+const IMAGE_HELP: &str = "\
+The master keeps an image cache that every worker pulls through: images come from the
+registry their name starts with (docker.io/..., ghcr.io/..., 127.0.0.1:5000/...) once, or
+are pushed with `herd image push` and need no registry at all. Registries are reached over
+HTTPS except 127.0.0.0/8 and those named with `herd master --insecure-registry`.
+Credentials for upstream registries: <master data dir>/registries.toml (mode 0600).
+
+  herd image push app.tar --name app:1      upload a docker save / OCI archive to the master
+  herd image ls                             what the master's cache holds
+  herd image prune --unused-for 30d         drop images nothing uses, then orphaned blobs
+  herd image import app.tar --data-dir D    side-load into this machine's worker (no master)
+  herd image ls --local                     what this machine's worker holds";
+
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Import a `docker save` or OCI layout archive into the local image store
-    Import(ImageImportArgs),
-    /// List the images in the local image store
+    /// Upload a `docker save` or OCI layout archive (optionally gzip) into the master's cache
+    Push(ImagePushArgs),
+    /// List the master's image cache (with --local: this machine's worker store)
     Ls(ImageLsArgs),
+    /// Remove cached images no pod or workload uses, then blobs no image reaches
+    Prune(ImagePruneArgs),
+    /// Import a `docker save` or OCI layout archive into this machine's worker store
+    Import(ImageImportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImagePushArgs {
+    /// Archive file (.tar, .tar.gz)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Name to store the image under instead of the archive's own, e.g. app:1
+    #[arg(long, value_name = "REF")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImagePruneArgs {
+    /// Remove images nothing uses that were not pulled for this long, e.g. 30d
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unused_for: Option<Duration>,
+    /// Remove every image nothing uses, whatever its age (pushed images too)
+    #[arg(long)]
+    pub all: bool,
+    /// Say what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep blobs no image reaches if they are younger than this (a pull in progress)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub grace: Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -482,9 +526,16 @@ pub struct ImageImportArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ImageLsArgs {
-    /// Worker data dir [default: /var/lib/herd/worker if it exists, else /var/lib/herd]
+    /// List this machine's worker image store instead of the master's cache
+    #[arg(long)]
+    pub local: bool,
+    /// Worker data dir (implies --local) [default: /var/lib/herd/worker if it exists, else
+    /// /var/lib/herd]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Output format: json or yaml instead of the table (master cache)
+    #[arg(short, long, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
 }
 
 #[derive(Debug, Subcommand)]

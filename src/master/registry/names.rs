@@ -21,6 +21,8 @@ pub enum Target {
     Manifest { reference: Reference },
     /// A blob of a repository.
     Blob { repo: Reference, digest: String },
+    /// `tags/list` of a repository (answered from the cache: the tags it holds).
+    Tags { repo: Reference },
 }
 
 /// Why a path is not a registry request, as an OCI error code and message.
@@ -42,6 +44,15 @@ pub fn parse(rest: &str) -> Result<Target, PathError> {
     let rest = rest.trim_start_matches('/');
     if rest.is_empty() {
         return Ok(Target::Base);
+    }
+    if let Some(name) = rest.strip_suffix("/tags/list") {
+        let repo = Reference::parse(name)
+            .ok()
+            .filter(|r| {
+                !name.contains(['@']) && r.tag() == Some("latest") && !name.ends_with(":latest")
+            })
+            .ok_or_else(|| name_invalid(format!("repository name {name:?} is invalid")))?;
+        return Ok(Target::Tags { repo });
     }
     let (name, kind, last) = ["/manifests/", "/blobs/"]
         .iter()
@@ -192,6 +203,15 @@ mod tests {
         assert_eq!(repo.repository(), "127.0.0.1:5000/a/b");
         assert_eq!(digest, D);
         assert_eq!(parse("").unwrap(), Target::Base);
+    }
+
+    #[test]
+    fn tag_lists_name_their_repository() {
+        let Target::Tags { repo } = parse("127.0.0.1:5000/app/tags/list").unwrap() else {
+            panic!()
+        };
+        assert_eq!(repo.repository(), "127.0.0.1:5000/app");
+        assert_eq!(parse("app:1/tags/list").unwrap_err().code, "NAME_INVALID");
     }
 
     #[test]

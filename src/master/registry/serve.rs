@@ -183,6 +183,27 @@ pub async fn v2(State(st): State<AppState>, req: Request) -> Response {
                 .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
             r
         }
+        Target::Tags { repo } => {
+            let store = registry.store().clone();
+            let name = repo.repository();
+            let n = name.clone();
+            match tokio::task::spawn_blocking(move || store.tags_of(&n)).await {
+                Ok(Ok(tags)) if !tags.is_empty() => {
+                    let mut r =
+                        Json(serde_json::json!({"name": name, "tags": tags})).into_response();
+                    r.headers_mut()
+                        .insert(API_VERSION, HeaderValue::from_static("registry/2.0"));
+                    r
+                }
+                Ok(Ok(_)) => oci_error(
+                    StatusCode::NOT_FOUND,
+                    "NAME_UNKNOWN",
+                    format!("repository {name} has no cached tags"),
+                ),
+                Ok(Err(e)) => registry_error(e, "NAME_UNKNOWN"),
+                Err(e) => oci_error(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", e.to_string()),
+            }
+        }
         Target::Manifest { reference } => match registry.manifest(&reference).await {
             Ok(m) => {
                 let len = m.bytes.len();

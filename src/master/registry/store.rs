@@ -401,6 +401,14 @@ impl BlobStore {
         Ok(())
     }
 
+    /// The tags cached for `repo`, sorted.
+    pub fn tags_of(&self, repo: &str) -> Result<Vec<String>, RegistryError> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT tag FROM tags WHERE repo = ?1 ORDER BY tag")?;
+        let rows = stmt.query_map(params![repo], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every tag and digest pin, by repository.
     pub fn images(&self) -> Result<Vec<ImageRow>, RegistryError> {
         let db = self.db();
