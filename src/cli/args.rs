@@ -246,6 +246,16 @@ pub struct WorkerArgs {
     /// and the next agent re-adopts them, so a restart never touches pods)
     #[arg(long)]
     pub stop_pods_on_exit: bool,
+    /// Remove images no pod on this node uses after they were unused this long
+    #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = parse_duration)]
+    pub image_gc_unused_for: Duration,
+    /// When the image filesystem is fuller than this (percent), remove least recently used
+    /// images...
+    #[arg(long, value_name = "PERCENT", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub image_gc_high_percent: u8,
+    /// ...down to this (percent)
+    #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_percent: u8,
 }
 
 #[derive(Debug, Clone, Args)]

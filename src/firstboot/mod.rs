@@ -205,6 +205,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
         c = join_until_accepted(cfg, &args.config, &machine_id, &creds) => c,
         _ = crate::up::signalled() => return Ok(()),
     };
+    let defaults = crate::worker::images::gc::Policy::default();
     let worker = crate::cli::WorkerArgs {
         join: cfg.master.clone(),
         token: cfg.token.clone(),
@@ -215,6 +216,9 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
         heartbeat_seconds: args.heartbeat_seconds,
         // Like the worker unit: an agent restart or upgrade leaves pods running.
         stop_pods_on_exit: false,
+        image_gc_unused_for: defaults.max_unused,
+        image_gc_high_percent: defaults.high_percent,
+        image_gc_low_percent: defaults.low_percent,
     };
     crate::up::worker(&worker).await
 }

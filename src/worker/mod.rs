@@ -34,6 +34,8 @@ pub struct WorkerConfig {
     pub stop_pods_on_exit: bool,
     /// First restart delay (Kubernetes: 10 s); tests shorten it.
     pub backoff_base: Duration,
+    /// When unused images are removed from this node.
+    pub image_gc: images::gc::Policy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -127,6 +129,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     // removed, before any pod starts.
     let plan = adoption::adopt_or_sweep(&runtime, &images, dir, persisted.as_ref()).await;
     let (reports_tx, reports_rx) = mpsc::channel(1024);
+    let images_store_for_gc = images.clone();
     let mut manager = Manager::new(
         Env {
             runtime,
@@ -139,6 +142,12 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         reports_tx,
     );
     manager.adopt(plan.resume);
+    tokio::spawn(images::gc::run(
+        images_store_for_gc,
+        dir.join("state"),
+        cfg.image_gc.clone(),
+        shutdown.clone(),
+    ));
     agent::run(
         agent::AgentConfig {
             creds,

@@ -17,6 +17,7 @@
 pub(crate) mod archive;
 pub(crate) mod digest;
 pub(crate) mod docker;
+pub mod gc;
 pub(crate) mod import;
 #[cfg(test)]
 mod import_tests;
