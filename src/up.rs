@@ -60,10 +60,18 @@ fn master_config(
         eviction_grace: Duration::from_secs(lifecycle.eviction_seconds),
         tls: true,
         tls_sans: Vec::new(),
+        insecure_registries: Vec::new(),
+        registry_tag_ttl: crate::master::registry::DEFAULT_TAG_TTL,
     }
 }
 
 impl MasterConfig {
+    fn with_registry(mut self, r: &crate::cli::args::RegistryArgs) -> MasterConfig {
+        self.insecure_registries = r.insecure_registries.clone();
+        self.registry_tag_ttl = r.registry_tag_ttl;
+        self
+    }
+
     fn with_tls(mut self, tls: &TlsArgs) -> MasterConfig {
         self.tls = !tls.insecure;
         self.tls_sans = tls.tls_sans.clone();
@@ -108,7 +116,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &admin_conf,
         &args.lifecycle,
     )
-    .with_tls(&args.tls);
+    .with_tls(&args.tls)
+    .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     signalled().await;
@@ -168,7 +177,8 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &admin_conf,
         &args.lifecycle,
     )
-    .with_tls(&args.tls);
+    .with_tls(&args.tls)
+    .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     let wcfg = WorkerConfig {

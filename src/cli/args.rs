@@ -117,6 +117,8 @@ pub struct UpArgs {
     pub lifecycle: LifecycleArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -144,6 +146,8 @@ pub struct MasterArgs {
     pub lifecycle: LifecycleArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -209,6 +213,23 @@ pub struct LifecycleArgs {
     /// this long (per pod: toleration of node.kubernetes.io/unreachable)
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub eviction_seconds: u64,
+}
+
+/// The master's image cache and the upstream registries it pulls through from.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Reach this upstream registry over plain HTTP (repeatable; 127.0.0.0/8 always is).
+    /// More, and credentials: <data dir>/registries.toml
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT", value_parser = parse_registry_host)]
+    pub insecure_registries: Vec<String>,
+    /// Serve a pulled tag from the cache this long before asking upstream again (digests never
+    /// expire)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub registry_tag_ttl: Duration,
+}
+
+fn parse_registry_host(s: &str) -> Result<String, String> {
+    crate::master::registry::config::check_host(s).map(|()| s.to_string())
 }
 
 #[derive(Debug, Clone, Args)]

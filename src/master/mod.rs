@@ -44,6 +44,10 @@ pub struct MasterConfig {
     pub tls: bool,
     /// Extra names for the server certificate.
     pub tls_sans: Vec<String>,
+    /// `--insecure-registry` hosts (added to registries.toml's).
+    pub insecure_registries: Vec<String>,
+    /// How long a pulled tag is served before upstream is asked again.
+    pub registry_tag_ttl: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -315,10 +319,14 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         blobs.clone(),
         store.clone(),
     )));
+    let upstreams = registry::config::Registries::load(&dir.join(registry::config::FILE))?
+        .with_insecure(&cfg.insecure_registries);
     let registry = Arc::new(registry::Registry::new(
         blobs,
-        Arc::new(registry::NoUpstream),
-        registry::RegistryOptions::default(),
+        registry::upstream(&upstreams),
+        registry::RegistryOptions {
+            tag_ttl: cfg.registry_tag_ttl,
+        },
     ));
     let (stop, mut stop_rx) = watch::channel(false);
     let state = server::AppState {

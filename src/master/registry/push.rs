@@ -306,7 +306,7 @@ fn walk(
         }
         for (layer, diff) in manifest.layers().iter().zip(&diff_ids) {
             let lf = blob_file(staged, layer)?;
-            check_diff_id(lf, &layer.digest().to_string(), diff, limits)?;
+            check_diff_id(lf, layer.digest().as_ref(), diff, limits)?;
             plan.blobs
                 .insert(layer.digest().to_string(), lf.path.clone());
         }
@@ -348,7 +348,7 @@ fn oci_plan(
         if !matches!(
             desc.media_type(),
             MediaType::ImageManifest | MediaType::ImageIndex
-        ) && !is_index(&desc.media_type().to_string())
+        ) && !is_index(desc.media_type().as_ref())
             && desc.media_type().to_string()
                 != "application/vnd.docker.distribution.manifest.v2+json"
         {
