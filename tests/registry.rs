@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Command;
 
 use common::registry::Registry;
@@ -354,12 +353,214 @@ fn a_corrupt_or_truncated_archive_is_refused_and_nothing_is_stored() {
     assert!(stored_blobs(&c).is_empty());
 }
 
-#[allow(dead_code)]
-fn sha_of_file(p: &Path) -> String {
-    sha256_hex(&std::fs::read(p).unwrap())
+/// GET `url` with curl; returns (status, body, headers).
+fn curl_url(url: &str, extra: &[&str]) -> Reply {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (h, b) = (dir.path().join("h"), dir.path().join("b"));
+    let out = Command::new("curl")
+        .args(["-sS", "-o"])
+        .arg(&b)
+        .arg("-D")
+        .arg(&h)
+        .args(["-w", "%{http_code}"])
+        .args(extra)
+        .arg(url)
+        .output()
+        .expect("curl");
+    Reply {
+        code: String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        headers: std::fs::read_to_string(&h).unwrap_or_default(),
+        body: std::fs::read(&b).unwrap_or_default(),
+    }
 }
 
-#[allow(dead_code)]
-fn start_registry() -> Registry {
-    Registry::start()
+#[test]
+fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
+    let reg = Registry::start();
+    let c = Cluster::start(&[]);
+    reg.push_archive(&c.image, "app:1");
+    let token = admin_token(&c);
+    let auth = bearer(&token);
+    let acc = manifest_accept();
+    let mut a = args(&auth);
+    a.extend(args(&acc));
+
+    // The master serves upstream's manifest byte for byte, with its media type and digest.
+    let upstream = curl_url(&format!("{}/v2/app/manifests/1", reg.url()), &args(&acc));
+    assert_eq!(upstream.code, 200);
+    let path = format!("/v2/{}/app/manifests/1", reg.host());
+    let m = curl(&c, &path, &a);
+    assert_eq!(m.code, 200, "{}", String::from_utf8_lossy(&m.body));
+    assert_eq!(m.body, upstream.body);
+    assert_eq!(m.header("content-type"), upstream.header("content-type"));
+    assert_eq!(
+        m.header("docker-content-digest"),
+        upstream.header("docker-content-digest")
+    );
+    let manifest: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
+    let mut blobs: Vec<String> = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    blobs.push(manifest["config"]["digest"].as_str().unwrap().to_string());
+
+    // Two registry clients at once through the master.
+    let host = master_host(&c);
+    let creds = format!("x:{token}");
+    let src = format!("docker://{host}/{}/app:1", reg.host());
+    let pulls: Vec<_> = (0..2)
+        .map(|i| {
+            let (src, creds) = (src.clone(), creds.clone());
+            let dest = format!(
+                "oci:{}:app",
+                c.tmp.path().join(format!("pull{i}")).display()
+            );
+            std::thread::spawn(move || {
+                skopeo(&[
+                    "copy",
+                    "--quiet",
+                    "--src-tls-verify=false",
+                    "--src-creds",
+                    &creds,
+                    &src,
+                    &dest,
+                ])
+            })
+        })
+        .collect();
+    for p in pulls {
+        let (ok, _, err) = p.join().unwrap();
+        assert!(ok, "skopeo copy through the master: {err}");
+    }
+    for b in &blobs {
+        assert_eq!(
+            reg.blob_gets(b),
+            1,
+            "blob {b} fetched upstream once:\n{}",
+            reg.log()
+        );
+    }
+
+    // Unknown things upstream are unknown here, as OCI errors.
+    let unknown_tag = curl(&c, &format!("/v2/{}/app/manifests/nope", reg.host()), &a);
+    assert_eq!(
+        (unknown_tag.code, unknown_tag.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
+    let unknown_repo = curl(&c, &format!("/v2/{}/nothing/manifests/1", reg.host()), &a);
+    assert_eq!(
+        unknown_repo.code,
+        404,
+        "{}",
+        String::from_utf8_lossy(&unknown_repo.body)
+    );
+    let zero = format!("sha256:{}", "0".repeat(64));
+    let unknown_blob = curl(
+        &c,
+        &format!("/v2/{}/app/blobs/{zero}", reg.host()),
+        &args(&auth),
+    );
+    assert_eq!(
+        (unknown_blob.code, unknown_blob.error_code().as_str()),
+        (404, "BLOB_UNKNOWN")
+    );
+
+    // The cache lists it with its platform.
+    let (ok, ls, err) = c.herd(&["image", "ls"], None);
+    assert!(ok, "{err}");
+    assert!(
+        ls.contains(&format!("{}/app", reg.host())) && ls.contains("linux/"),
+        "{ls}"
+    );
+
+    // Upstream gone: the cached tag and blobs still serve.
+    drop(reg);
+    let again = curl(&c, &path, &a);
+    assert_eq!(again.code, 200);
+    assert_eq!(again.body, m.body);
+    let (ok, _, err) = skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &creds,
+        &src,
+        &format!("oci:{}:app", c.tmp.path().join("offline").display()),
+    ]);
+    assert!(ok, "pull with upstream down: {err}");
+}
+
+/// Serving throughput of one ~50 MB blob: docker-registry directly vs the master's cache
+/// (HTTPS), same run. Prints the numbers; asserts only that the bytes match.
+/// `cargo nextest run --test registry throughput --run-ignored all --no-capture`
+#[test]
+#[ignore]
+fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
+    use common::tarball::docker_archive;
+    let reg = Registry::start();
+    let c = Cluster::start(&[]);
+    // Incompressible content, so a recompressing client cannot make it small.
+    let mut data = vec![0u8; 50 << 20];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let layer = tar_of(&[Entry::file("big", &data)]);
+    let archive = c.tmp.path().join("big.tar");
+    std::fs::write(&archive, docker_archive(&[&layer], "big:1")).unwrap();
+    reg.push_archive(&archive, "big:1");
+    let acc = manifest_accept();
+    let up = curl_url(&format!("{}/v2/big/manifests/1", reg.url()), &args(&acc));
+    let manifest: serde_json::Value = serde_json::from_slice(&up.body).unwrap();
+    let digest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let size = manifest["layers"][0]["size"].as_u64().unwrap();
+    let token = admin_token(&c);
+    let speed = |url: &str, extra: Vec<String>| -> f64 {
+        let out = Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{speed_download}",
+            ])
+            .args(extra)
+            .arg(url)
+            .output()
+            .expect("curl");
+        let s = String::from_utf8_lossy(&out.stdout).to_string();
+        let mut it = s.split_whitespace();
+        assert_eq!(it.next(), Some("200"), "{s}");
+        it.next().unwrap().parse::<f64>().unwrap() / 1e6
+    };
+    let mut master_args = c.curl_ca();
+    master_args.extend(bearer(&token));
+    let direct = format!("{}/v2/big/blobs/{digest}", reg.url());
+    let cached = format!("{}/v2/{}/big/blobs/{digest}", c.api_url, reg.host());
+    let fill = speed(&cached, master_args.clone());
+    let mut up_runs = Vec::new();
+    let mut cache_runs = Vec::new();
+    for _ in 0..3 {
+        up_runs.push(speed(&direct, Vec::new()));
+        cache_runs.push(speed(&cached, master_args.clone()));
+    }
+    eprintln!(
+        "blob {digest} ({size} bytes): docker-registry (http) {up_runs:.0?} MB/s; master cache (https) {cache_runs:.0?} MB/s; first pull-through fill {fill:.0} MB/s"
+    );
+    assert_eq!(
+        reg.blob_gets(&digest),
+        4,
+        "the master fetched it once, curl 3 times"
+    );
 }
