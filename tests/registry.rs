@@ -412,7 +412,8 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     // Two registry clients at once through the master.
     let host = master_host(&c);
     let creds = format!("x:{token}");
-    let src = format!("docker://{host}/{}/app:1", reg.host());
+    // Standard clients cannot put `:` in a path: the port is written `_PORT`.
+    let src = format!("docker://{host}/127.0.0.1_{}/app:1", reg.port);
     let pulls: Vec<_> = (0..2)
         .map(|i| {
             let (src, creds) = (src.clone(), creds.clone());

@@ -19,6 +19,7 @@ pub mod pull;
 pub mod push;
 pub mod serve;
 pub mod store;
+pub mod upstream;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -135,8 +136,8 @@ impl Upstream for NoUpstream {
 }
 
 /// The upstream side for the configured registries.
-pub fn upstream(_settings: &config::Registries) -> Arc<dyn Upstream> {
-    Arc::new(NoUpstream)
+pub fn upstream(settings: &config::Registries) -> Arc<dyn Upstream> {
+    Arc::new(upstream::HttpUpstream::new(settings))
 }
 
 /// Unix seconds now.

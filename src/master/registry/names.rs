@@ -3,7 +3,11 @@
 //!
 //! Names carry the upstream registry as their first component, the way a pull-through
 //! mirror for several registries must: `docker.io/library/busybox`,
-//! `127.0.0.1:5000/app`, `ghcr.io/org/tool`. A name whose first component is not a registry
+//! `127.0.0.1:5000/app`, `ghcr.io/org/tool`. A port may also be written `HOST_PORT`
+//! (`127.0.0.1_5000/app`): the reference grammar of docker, skopeo and containerd allows no
+//! `:` inside a repository path, so a standard client can only name such a registry that way.
+//! It is unambiguous: host names cannot hold `_`, and a first component with a `.` (or
+//! `localhost`) is always a registry host. A name whose first component is not a registry
 //! host (no `.` or `:`, not `localhost`) is normalised like a pod's `image:` field, i.e. as a
 //! Docker Hub name (`library/busybox` = `docker.io/library/busybox`), so the master also works
 //! as a plain Docker Hub mirror. Pushed images live under the name they were pushed with,
@@ -45,6 +49,8 @@ pub fn parse(rest: &str) -> Result<Target, PathError> {
     if rest.is_empty() {
         return Ok(Target::Base);
     }
+    let unescaped = unescape_port(rest);
+    let rest = unescaped.as_ref();
     if let Some(name) = rest.strip_suffix("/tags/list") {
         let repo = Reference::parse(name)
             .ok()
@@ -99,6 +105,23 @@ pub fn parse(rest: &str) -> Result<Target, PathError> {
     };
     let reference = Reference::parse(&full).map_err(|e| name_invalid(e.to_string()))?;
     Ok(Target::Manifest { reference })
+}
+
+/// `HOST_PORT/rest` → `HOST:PORT/rest` when HOST is registry-like (has a `.` or is
+/// `localhost`) and PORT is all digits; anything else unchanged.
+fn unescape_port(name: &str) -> std::borrow::Cow<'_, str> {
+    let (first, rest) = name.split_once('/').unwrap_or((name, ""));
+    if let Some((host, port)) = first.rsplit_once('_') {
+        let hostlike = host.contains('.') || host == "localhost";
+        if hostlike
+            && !port.is_empty()
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && !rest.is_empty()
+        {
+            return std::borrow::Cow::Owned(format!("{host}:{port}/{rest}"));
+        }
+    }
+    std::borrow::Cow::Borrowed(name)
 }
 
 fn is_digest(s: &str) -> bool {
@@ -203,6 +226,24 @@ mod tests {
         assert_eq!(repo.repository(), "127.0.0.1:5000/a/b");
         assert_eq!(digest, D);
         assert_eq!(parse("").unwrap(), Target::Base);
+    }
+
+    #[test]
+    fn a_port_may_be_written_with_an_underscore_for_standard_clients() {
+        let Target::Manifest { reference } = parse("127.0.0.1_5000/app/manifests/1").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(reference.to_string(), "127.0.0.1:5000/app:1");
+        let Target::Blob { repo, .. } = parse(&format!("localhost_80/a/blobs/{D}")).unwrap() else {
+            panic!()
+        };
+        assert_eq!(repo.repository(), "localhost:80/a");
+        // Not host-like, or not a port: an ordinary Docker Hub name.
+        let Target::Manifest { reference } = parse("my_user/app/manifests/1").unwrap() else {
+            panic!()
+        };
+        assert_eq!(reference.repository(), "docker.io/my_user/app");
     }
 
     #[test]
