@@ -502,7 +502,11 @@ Credentials for upstream registries: <master data dir>/registries.toml (mode 060
   herd image ls                             what the master's cache holds
   herd image prune --unused-for 30d         drop images nothing uses, then orphaned blobs
   herd image import app.tar --data-dir D    side-load into this machine's worker (no master)
-  herd image ls --local                     what this machine's worker holds";
+  herd image ls --local                     what this machine's worker holds
+
+Any registry client can pull from the master (an API token as password, or a node's
+credentials); a registry port is written HOST_PORT in the path, e.g.
+  skopeo inspect --creds x:TOKEN docker://MASTER:6443/127.0.0.1_5000/app:1";
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
