@@ -38,7 +38,7 @@ fn main() {
         .tempdir_in("/var/tmp")
         .expect("tmp");
     big_image(tmp.path(), &reg, "big:1");
-    let image = format!("{}/big:1", reg.addr);
+    let image = format!("{}/big:1", reg.host());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (mut herd_total, mut herd_download, mut skopeo) = (Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0u64;
@@ -87,10 +87,24 @@ fn main() {
         let _ = std::fs::remove_dir_all(&root);
     }
     let (ht, hd, sk) = (median(herd_total), median(herd_download), median(skopeo));
-    println!("pull of a {:.1} MB 3-layer image from docker-registry on 127.0.0.1, median of {n}", bytes as f64 / 1e6);
-    println!("  skopeo copy (download + verify)          {:8.1} ms", ms(sk));
-    println!("  herd download phase (stream + verify)    {:8.1} ms  ({:.2}x skopeo)", ms(hd), ms(hd) / ms(sk));
-    println!("  herd whole pull (+ diff ids + unpack)    {:8.1} ms  ({:.2}x skopeo)", ms(ht), ms(ht) / ms(sk));
+    println!(
+        "pull of a {:.1} MB 3-layer image from docker-registry on 127.0.0.1, median of {n}",
+        bytes as f64 / 1e6
+    );
+    println!(
+        "  skopeo copy (download + verify)          {:8.1} ms",
+        ms(sk)
+    );
+    println!(
+        "  herd download phase (stream + verify)    {:8.1} ms  ({:.2}x skopeo)",
+        ms(hd),
+        ms(hd) / ms(sk)
+    );
+    println!(
+        "  herd whole pull (+ diff ids + unpack)    {:8.1} ms  ({:.2}x skopeo)",
+        ms(ht),
+        ms(ht) / ms(sk)
+    );
     let unpack = ht.saturating_sub(hd);
     println!(
         "  unpack {:.1} MB in {:.1} ms: {:.0} MB/s",
