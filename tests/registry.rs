@@ -389,9 +389,12 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     a.extend(args(&acc));
 
     // The master serves upstream's manifest byte for byte, with its media type and digest.
-    let upstream = curl_url(&format!("{}/v2/app/manifests/1", reg.url()), &args(&acc));
+    let upstream = curl_url(
+        &format!("{}/v2/app/manifests/1", format!("http://{}", reg.addr)),
+        &args(&acc),
+    );
     assert_eq!(upstream.code, 200);
-    let path = format!("/v2/{}/app/manifests/1", reg.host());
+    let path = format!("/v2/{}/app/manifests/1", reg.addr);
     let m = curl(&c, &path, &a);
     assert_eq!(m.code, 200, "{}", String::from_utf8_lossy(&m.body));
     assert_eq!(m.body, upstream.body);
@@ -413,7 +416,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let host = master_host(&c);
     let creds = format!("x:{token}");
     // Standard clients cannot put `:` in a path: the port is written `_PORT`.
-    let src = format!("docker://{host}/127.0.0.1_{}/app:1", reg.port);
+    let src = format!("docker://{host}/{}/app:1", reg.addr.replace(':', "_"));
     let pulls: Vec<_> = (0..2)
         .map(|i| {
             let (src, creds) = (src.clone(), creds.clone());
@@ -448,12 +451,14 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     }
 
     // Unknown things upstream are unknown here, as OCI errors.
-    let unknown_tag = curl(&c, &format!("/v2/{}/app/manifests/nope", reg.host()), &a);
+    let unknown_tag = curl(&c, &format!("/v2/{}/app/manifests/nope", reg.addr), &a);
     assert_eq!(
         (unknown_tag.code, unknown_tag.error_code().as_str()),
-        (404, "MANIFEST_UNKNOWN")
+        (404, "MANIFEST_UNKNOWN"),
+        "{}",
+        String::from_utf8_lossy(&unknown_tag.body)
     );
-    let unknown_repo = curl(&c, &format!("/v2/{}/nothing/manifests/1", reg.host()), &a);
+    let unknown_repo = curl(&c, &format!("/v2/{}/nothing/manifests/1", reg.addr), &a);
     assert_eq!(
         unknown_repo.code,
         404,
@@ -463,7 +468,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let zero = format!("sha256:{}", "0".repeat(64));
     let unknown_blob = curl(
         &c,
-        &format!("/v2/{}/app/blobs/{zero}", reg.host()),
+        &format!("/v2/{}/app/blobs/{zero}", reg.addr),
         &args(&auth),
     );
     assert_eq!(
@@ -475,7 +480,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let (ok, ls, err) = c.herd(&["image", "ls"], None);
     assert!(ok, "{err}");
     assert!(
-        ls.contains(&format!("{}/app", reg.host())) && ls.contains("linux/"),
+        ls.contains(&format!("{}/app", reg.addr)) && ls.contains("linux/"),
         "{ls}"
     );
 
@@ -519,7 +524,10 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     std::fs::write(&archive, docker_archive(&[&layer], "big:1")).unwrap();
     reg.push_archive(&archive, "big:1");
     let acc = manifest_accept();
-    let up = curl_url(&format!("{}/v2/big/manifests/1", reg.url()), &args(&acc));
+    let up = curl_url(
+        &format!("{}/v2/big/manifests/1", format!("http://{}", reg.addr)),
+        &args(&acc),
+    );
     let manifest: serde_json::Value = serde_json::from_slice(&up.body).unwrap();
     let digest = manifest["layers"][0]["digest"]
         .as_str()
@@ -547,8 +555,8 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     };
     let mut master_args = c.curl_ca();
     master_args.extend(bearer(&token));
-    let direct = format!("{}/v2/big/blobs/{digest}", reg.url());
-    let cached = format!("{}/v2/{}/big/blobs/{digest}", c.api_url, reg.host());
+    let direct = format!("{}/v2/big/blobs/{digest}", format!("http://{}", reg.addr));
+    let cached = format!("{}/v2/{}/big/blobs/{digest}", c.api_url, reg.addr);
     let fill = speed(&cached, master_args.clone());
     let mut up_runs = Vec::new();
     let mut cache_runs = Vec::new();

@@ -220,16 +220,12 @@ pub struct LifecycleArgs {
 pub struct RegistryArgs {
     /// Reach this upstream registry over plain HTTP (repeatable; 127.0.0.0/8 always is).
     /// More, and credentials: <data dir>/registries.toml
-    #[arg(long = "insecure-registry", value_name = "HOST:PORT", value_parser = parse_registry_host)]
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
     /// Serve a pulled tag from the cache this long before asking upstream again (digests never
     /// expire)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub registry_tag_ttl: Duration,
-}
-
-fn parse_registry_host(s: &str) -> Result<String, String> {
-    crate::master::registry::config::check_host(s).map(|()| s.to_string())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -277,6 +273,31 @@ pub struct WorkerArgs {
     /// ...down to this (percent)
     #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
     pub image_gc_low_percent: u8,
+    #[command(flatten)]
+    pub pull: PullArgs,
+}
+
+/// How a worker gets images it lacks.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PullArgs {
+    /// Pull straight from registries instead of through the master's image cache
+    #[arg(long, env = "HERD_PULL_DIRECT")]
+    pub pull_direct: bool,
+    /// Registry reached over plain HTTP by direct pulls, HOST:PORT (repeatable; loopback
+    /// registries always are)
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Registries file for direct pulls (insecure hosts, credentials)
+    #[arg(long, value_name = "FILE", default_value = "/etc/herd/registries.toml")]
+    pub registries: PathBuf,
+    /// Act as a node of this platform, OS/ARCH[/VARIANT] (testing mixed fleets on one
+    /// machine: which image variant is pulled and what the scheduler sees)
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Option<String>,
+}
+
+fn parse_platform(s: &str) -> Result<String, String> {
+    crate::worker::images::Platform::parse(s).map(|_| s.to_owned())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -518,6 +539,9 @@ pub enum ImageCommand {
     Prune(ImagePruneArgs),
     /// Import a `docker save` or OCI layout archive into this machine's worker store
     Import(ImageImportArgs),
+    /// Pull an image into the local image store (through the master's cache when this machine
+    /// is a joined worker, else straight from the registry)
+    Pull(ImagePullArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -544,6 +568,18 @@ pub struct ImagePruneArgs {
     /// Keep blobs no image reaches if they are younger than this (a pull in progress)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     pub grace: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImagePullArgs {
+    /// Image reference, e.g. busybox, ghcr.io/org/app:1, name@sha256:...
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Worker data dir [default: /var/lib/herd/worker if it exists, else /var/lib/herd]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub pull: PullArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -58,6 +58,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(ImageCommand::Ls(a)) => commands::image::run_cache_ls(a, g).await,
         Command::Image(ImageCommand::Push(a)) => commands::image::run_push(a, g).await,
         Command::Image(ImageCommand::Prune(a)) => commands::image::run_prune(a, g).await,
+        Command::Image(ImageCommand::Pull(a)) => commands::image::pull(a).await,
         Command::Token(TokenCommand::Create(a)) => commands::token::run(a, g).await,
         Command::Token(TokenCommand::Ls(a)) => commands::token::run_ls(a, g).await,
         Command::Token(TokenCommand::Revoke(a)) => commands::token::run_revoke(a, g).await,

@@ -219,6 +219,10 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
         image_gc_unused_for: defaults.max_unused,
         image_gc_high_percent: defaults.high_percent,
         image_gc_low_percent: defaults.low_percent,
+        pull: crate::cli::args::PullArgs {
+            registries: "/etc/herd/registries.toml".into(),
+            ..Default::default()
+        },
     };
     crate::up::worker(&worker).await
 }

@@ -1,9 +1,7 @@
-//! A real OCI registry for tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1
-//! with a random port and a temp storage dir, its access log captured so a test can count
-//! how often each blob was fetched. Images go in with `skopeo copy`. Dropping it kills the
-//! process and removes its directory.
-
-#![allow(dead_code)]
+//! A real OCI registry for tests: Debian's `docker-registry` on 127.0.0.1 with a random port
+//! and its own storage dir, killed and removed on drop. Images go in with `skopeo`; multi-arch
+//! indexes are assembled from per-platform manifests and PUT with curl. The registry's access
+//! log (its stderr) tells how often each blob was served.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,115 +10,151 @@ use std::time::{Duration, Instant};
 pub struct Registry {
     child: Child,
     dir: tempfile::TempDir,
-    pub port: u16,
+    pub addr: String,
 }
 
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().expect("local addr").port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 impl Registry {
-    /// Starts a registry and waits until `GET /v2/` answers (at most 20 s).
     pub fn start() -> Registry {
-        assert!(
-            Path::new("/usr/bin/docker-registry").exists(),
-            "docker-registry is not installed (scripts/deps installs it)"
-        );
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("herd-registry-{}-", std::process::id()))
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::tempdir().expect("registry dir");
         let port = free_port();
-        let config = format!(
-            "version: 0.1\n\
-             log:\n  level: info\n  accesslog:\n    disabled: false\n\
-             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
-             http:\n  addr: 127.0.0.1:{port}\n",
-            root = dir.path().join("storage").display()
-        );
-        let cfg = dir.path().join("config.yml");
-        std::fs::write(&cfg, config).expect("write registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
-        let child = Command::new("/usr/bin/docker-registry")
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+        let child = Command::new("docker-registry")
             .arg("serve")
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup log"))
+            .arg(&config)
+            .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .expect("start docker-registry");
-        let r = Registry { child, dir, port };
+            .expect("start docker-registry (apt-get install docker-registry)");
+        let r = Registry { child, dir, addr };
         let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ok = Command::new("curl")
-                .args(["-sf", "-o", "/dev/null", &format!("{}/v2/", r.url())])
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return r;
-            }
+        while std::net::TcpStream::connect(&r.addr).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "docker-registry did not start:\n{}",
-                r.log()
+                "docker-registry did not listen on {}",
+                r.addr
             );
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
+        r
     }
 
-    /// `http://127.0.0.1:PORT`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.host())
-    }
-
-    /// `127.0.0.1:PORT`, as the first component of image names.
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Copies an image into the registry as `NAME` (e.g. `app:1`): `src` is a skopeo source
-    /// such as `docker-archive:/x.tar` or `oci-archive:/x.tar`. Panics with skopeo's output
-    /// when it fails.
-    pub fn push(&self, src: &str, name: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false", src])
-            .arg(format!("docker://{}/{name}", self.host()))
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo copy {src} -> {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    /// Pushes a `docker save` archive.
-    pub fn push_archive(&self, archive: &Path, name: &str) {
-        self.push(&format!("docker-archive:{}", archive.display()), name);
-    }
-
-    /// The registry's log so far (access log lines included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    /// How many `GET` requests for blob `digest` the access log shows (HEADs not counted).
+    /// How many GETs of this blob the registry answered (any repository).
     pub fn blob_gets(&self, digest: &str) -> usize {
-        let needle = format!("/blobs/{digest} ");
         self.log()
             .lines()
-            .filter(|l| l.contains("\"GET ") && l.contains(&needle))
+            .filter(|l| l.contains("\"GET /v2/") && l.contains(&format!("/blobs/{digest}")))
             .count()
     }
 
-    /// Storage path of the registry's data.
-    pub fn storage(&self) -> PathBuf {
-        self.dir.path().join("storage")
+    /// The file the registry serves a blob from (to corrupt it in tests).
+    pub fn blob_data(&self, digest: &str) -> PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self.dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+
+    /// Copies a `docker save` archive in as `name:tag` (plain HTTP).
+    pub fn push_archive(&self, archive: &Path, name_tag: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false"])
+            .arg(format!("docker-archive:{}", archive.display()))
+            .arg(format!("docker://{}/{name_tag}", self.addr))
+            .output()
+            .expect("run skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo copy {} → {name_tag}: {}",
+            archive.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Raw manifest bytes of `name:tag`, as stored.
+    pub fn manifest(&self, name_tag: &str) -> Vec<u8> {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{}/{name_tag}", self.addr))
+            .output()
+            .expect("run skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo inspect {name_tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// PUTs an OCI index `name:tag` over already pushed `name:<entry tag>` manifests, each
+    /// with the platform given (`linux/arm/v7`). Returns the index digest.
+    pub fn push_index(&self, name: &str, tag: &str, entries: &[(&str, &str)]) -> String {
+        let manifests: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|(entry_tag, platform)| {
+                let raw = self.manifest(&format!("{name}:{entry_tag}"));
+                let v: serde_json::Value = serde_json::from_slice(&raw).expect("manifest json");
+                let mut parts = platform.split('/');
+                let mut plat = serde_json::json!({
+                    "os": parts.next().unwrap_or_default(),
+                    "architecture": parts.next().unwrap_or_default(),
+                });
+                if let Some(variant) = parts.next() {
+                    plat["variant"] = variant.into();
+                }
+                serde_json::json!({
+                    "mediaType": v["mediaType"],
+                    "digest": sha256(&raw),
+                    "size": raw.len(),
+                    "platform": plat,
+                })
+            })
+            .collect();
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        })
+        .to_string();
+        let out = Command::new("curl")
+            .args(["-sS", "-f", "-X", "PUT", "-H"])
+            .arg("Content-Type: application/vnd.oci.image.index.v1+json")
+            .arg("--data-binary")
+            .arg(&index)
+            .arg(format!("http://{}/v2/{name}/manifests/{tag}", self.addr))
+            .output()
+            .expect("run curl");
+        assert!(
+            out.status.success(),
+            "PUT index {name}:{tag}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        sha256(index.as_bytes())
     }
 }
 
@@ -129,4 +163,42 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+pub fn sha256(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
+}
+
+/// A busybox of another Debian architecture, fetched by `scripts/foreign-busybox`
+/// (scripts/deps runs it, so tests never download anything).
+pub fn foreign_busybox(debarch: &str) -> PathBuf {
+    let root = std::env::var("HERD_TEST_CACHE").unwrap_or_else(|_| "/var/cache/herd-test".into());
+    let p = Path::new(&root)
+        .join("busybox")
+        .join(debarch)
+        .join("busybox");
+    assert!(
+        p.is_file(),
+        "{} missing: run scripts/foreign-busybox (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// A `docker save` archive of busybox for `platform` (`arm64`, `arm/v7`, ...), built by
+/// scripts/busybox-image from `busybox` with `extra` as an extra layer payload size in bytes
+/// (random content: a bigger image for progress and interruption tests).
+pub fn busybox_archive(dir: &Path, busybox: &Path, platform: &str, tag: &str) -> PathBuf {
+    let out = dir.join(format!("{}.tar", tag.replace(['/', ':'], "_")));
+    let st = Command::new(super::repo().join("scripts/busybox-image"))
+        .arg(&out)
+        .arg(tag)
+        .env("BUSYBOX", busybox)
+        .env("ARCH", platform)
+        .stdout(Stdio::null())
+        .status()
+        .expect("run scripts/busybox-image");
+    assert!(st.success(), "scripts/busybox-image {platform} failed");
+    out
 }

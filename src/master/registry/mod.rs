@@ -94,12 +94,14 @@ pub trait Upstream: Send + Sync {
         reference: &'a crate::worker::images::Reference,
     ) -> BoxFut<'a, Result<Fetched, UpstreamError>>;
 
-    /// Streams blob `digest` of the repository of `repo` into `dest` (created, complete when
-    /// this returns Ok; verification is the caller's too). Returns its size.
+    /// Streams blob `digest` (of `size` bytes, as a manifest's descriptor says) of the
+    /// repository of `repo` into `dest` (complete when this returns Ok; verification is the
+    /// caller's too). Returns its size.
     fn blob<'a>(
         &'a self,
         repo: &'a crate::worker::images::Reference,
         digest: &'a str,
+        size: u64,
         dest: &'a Path,
     ) -> BoxFut<'a, Result<u64, UpstreamError>>;
 }
@@ -124,6 +126,7 @@ impl Upstream for NoUpstream {
         &'a self,
         repo: &'a crate::worker::images::Reference,
         _digest: &'a str,
+        _size: u64,
         _dest: &'a Path,
     ) -> BoxFut<'a, Result<u64, UpstreamError>> {
         Box::pin(async move {
@@ -136,8 +139,8 @@ impl Upstream for NoUpstream {
 }
 
 /// The upstream side for the configured registries.
-pub fn upstream(settings: &config::Registries) -> Arc<dyn Upstream> {
-    Arc::new(upstream::HttpUpstream::new(settings))
+pub fn upstream(settings: &crate::oci::RegistrySettings) -> Arc<dyn Upstream> {
+    Arc::new(upstream::PullerUpstream::new(settings.clone()))
 }
 
 /// Unix seconds now.
