@@ -390,7 +390,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
 
     // The master serves upstream's manifest byte for byte, with its media type and digest.
     let upstream = curl_url(
-        &format!("{}/v2/app/manifests/1", format!("http://{}", reg.addr)),
+        &format!("http://{}/v2/app/manifests/1", reg.addr),
         &args(&acc),
     );
     assert_eq!(upstream.code, 200);
@@ -525,7 +525,7 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     reg.push_archive(&archive, "big:1");
     let acc = manifest_accept();
     let up = curl_url(
-        &format!("{}/v2/big/manifests/1", format!("http://{}", reg.addr)),
+        &format!("http://{}/v2/big/manifests/1", reg.addr),
         &args(&acc),
     );
     let manifest: serde_json::Value = serde_json::from_slice(&up.body).unwrap();
@@ -555,7 +555,7 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     };
     let mut master_args = c.curl_ca();
     master_args.extend(bearer(&token));
-    let direct = format!("{}/v2/big/blobs/{digest}", format!("http://{}", reg.addr));
+    let direct = format!("http://{}/v2/big/blobs/{digest}", reg.addr);
     let cached = format!("{}/v2/{}/big/blobs/{digest}", c.api_url, reg.addr);
     let fill = speed(&cached, master_args.clone());
     let mut up_runs = Vec::new();
