@@ -573,3 +573,71 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
         "the master fetched it once, curl 3 times"
     );
 }
+
+fn pod(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - name: main
+    image: {image}
+    command: [\"sh\", \"-c\", \"sleep 600\"]
+"
+    )
+}
+
+fn running(c: &Cluster, name: &str) -> Option<()> {
+    (c.pod(name)?["status"]["phase"].as_str()? == "Running").then_some(())
+}
+
+/// The whole path: pods on a worker whose store lacks their images start from an image
+/// pushed to the master (no registry anywhere) and from one the master pulls through from a
+/// registry, each blob fetched upstream once.
+#[test]
+fn workers_run_pushed_and_pulled_through_images_from_the_master() {
+    let reg = Registry::start();
+    let c = Cluster::start(&[&[]]);
+    c.wait_nodes_ready();
+    let (ok, out, err) = c.herd(
+        &[
+            "image",
+            "push",
+            &c.image.to_string_lossy(),
+            "--name",
+            "pushed/app:1",
+        ],
+        None,
+    );
+    assert!(ok, "push: {out} {err}");
+    reg.push_archive(&c.image, "app:1");
+    let (ok, out, err) = c.herd(
+        &["apply", "-f", "-"],
+        Some(&pod("from-push", "pushed/app:1")),
+    );
+    assert!(ok, "{out} {err}");
+    let upstream_image = format!("{}/app:1", reg.addr);
+    let (ok, out, err) = c.herd(
+        &["apply", "-f", "-"],
+        Some(&pod("from-upstream", &upstream_image)),
+    );
+    assert!(ok, "{out} {err}");
+    c.wait("pods Running", std::time::Duration::from_secs(90), || {
+        running(&c, "from-push")?;
+        running(&c, "from-upstream")
+    });
+    let manifest: serde_json::Value = serde_json::from_slice(&reg.manifest("app:1")).unwrap();
+    for l in manifest["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        assert_eq!(reg.blob_gets(d), 1, "layer {d} fetched upstream once");
+    }
+    let (ok, ls, _) = c.herd(&["image", "ls"], None);
+    assert!(ok);
+    assert!(
+        ls.contains("docker.io/pushed/app") && ls.contains(&format!("{}/app", reg.addr)),
+        "{ls}"
+    );
+    // The cluster's drop removes the pods and containers.
+}
