@@ -557,6 +557,11 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     master_args.extend(bearer(&token));
     let direct = format!("http://{}/v2/big/blobs/{digest}", reg.addr);
     let cached = format!("{}/v2/{}/big/blobs/{digest}", c.api_url, reg.addr);
+    // A client reads the manifest first; it tells the cache the blob's size.
+    let mut with_accept = master_args.clone();
+    with_accept.extend(acc.clone());
+    let m = curl(&c, &format!("/v2/{}/big/manifests/1", reg.addr), &args(&with_accept));
+    assert_eq!(m.code, 200);
     let fill = speed(&cached, master_args.clone());
     let mut up_runs = Vec::new();
     let mut cache_runs = Vec::new();

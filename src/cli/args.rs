@@ -523,6 +523,7 @@ Credentials for upstream registries: <master data dir>/registries.toml (mode 060
   herd image ls                             what the master's cache holds
   herd image prune --unused-for 30d         drop images nothing uses, then orphaned blobs
   herd image import app.tar --data-dir D    side-load into this machine's worker (no master)
+  herd image pull busybox                   pull into this machine's worker (via the master)
   herd image ls --local                     what this machine's worker holds
 
 Any registry client can pull from the master (an API token as password, or a node's
