@@ -476,13 +476,32 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
         (404, "BLOB_UNKNOWN")
     );
 
-    // The cache lists it with its platform.
+    // A multi-platform index is served as is, and the cache tells its platforms.
+    let index = reg.push_index(
+        "app",
+        "multi",
+        &[("1", "linux/amd64"), ("1", "linux/arm/v7")],
+    );
+    let im = curl(&c, &format!("/v2/{}/app/manifests/multi", reg.addr), &a);
+    assert_eq!(im.code, 200);
+    assert_eq!(
+        im.header("content-type").as_deref(),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    assert_eq!(im.header("docker-content-digest"), Some(index));
+
+    // The cache lists both, with their platforms.
     let (ok, ls, err) = c.herd(&["image", "ls"], None);
     assert!(ok, "{err}");
     assert!(
         ls.contains(&format!("{}/app", reg.addr)) && ls.contains("linux/"),
         "{ls}"
     );
+    let multi = ls
+        .lines()
+        .find(|l| l.contains(" multi "))
+        .unwrap_or_default();
+    assert!(multi.contains("linux/amd64,linux/arm/v7"), "{ls}");
 
     // Upstream gone: the cached tag and blobs still serve.
     drop(reg);
@@ -560,7 +579,11 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     // A client reads the manifest first; it tells the cache the blob's size.
     let mut with_accept = master_args.clone();
     with_accept.extend(acc.clone());
-    let m = curl(&c, &format!("/v2/{}/big/manifests/1", reg.addr), &args(&with_accept));
+    let m = curl(
+        &c,
+        &format!("/v2/{}/big/manifests/1", reg.addr),
+        &args(&with_accept),
+    );
     assert_eq!(m.code, 200);
     let fill = speed(&cached, master_args.clone());
     let mut up_runs = Vec::new();
