@@ -159,13 +159,13 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         // An agent restart (systemd, upgrade) must not touch pods: the next agent adopts them.
         stop_pods_on_exit: args.stop_pods_on_exit,
         backoff_base: backoff_base(),
+        pull: pull_options(&args.pull)?,
         image_gc: worker::images::gc::Policy {
             max_unused: args.image_gc_unused_for,
             high_percent: args.image_gc_high_percent,
             low_percent: args.image_gc_low_percent,
             ..Default::default()
         },
-        pull: pull_options(&args.pull)?,
     };
     let (tx, rx) = watch::channel(false);
     let mut run = tokio::spawn(worker::run(cfg, rx));
@@ -211,9 +211,9 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         heartbeat: HEARTBEAT,
         stop_pods_on_exit: !args.leave_running,
         backoff_base: backoff_base(),
-        image_gc: Default::default(),
         // The local worker pulls through its own master's cache, like every other node.
         pull: worker::PullOptions::default(),
+        image_gc: Default::default(),
     };
     println!("local worker: node {}", wcfg.node_name);
     let (tx, rx) = watch::channel(false);

@@ -390,11 +390,11 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
 
     // The master serves upstream's manifest byte for byte, with its media type and digest.
     let upstream = curl_url(
-        &format!("http://{}/v2/app/manifests/1", reg.addr),
+        &format!("http://{}/v2/app/manifests/1", reg.host()),
         &args(&acc),
     );
     assert_eq!(upstream.code, 200);
-    let path = format!("/v2/{}/app/manifests/1", reg.addr);
+    let path = format!("/v2/{}/app/manifests/1", reg.host());
     let m = curl(&c, &path, &a);
     assert_eq!(m.code, 200, "{}", String::from_utf8_lossy(&m.body));
     assert_eq!(m.body, upstream.body);
@@ -416,7 +416,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let host = master_host(&c);
     let creds = format!("x:{token}");
     // Standard clients cannot put `:` in a path: the port is written `_PORT`.
-    let src = format!("docker://{host}/{}/app:1", reg.addr.replace(':', "_"));
+    let src = format!("docker://{host}/{}/app:1", reg.host().replace(':', "_"));
     let pulls: Vec<_> = (0..2)
         .map(|i| {
             let (src, creds) = (src.clone(), creds.clone());
@@ -451,14 +451,14 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     }
 
     // Unknown things upstream are unknown here, as OCI errors.
-    let unknown_tag = curl(&c, &format!("/v2/{}/app/manifests/nope", reg.addr), &a);
+    let unknown_tag = curl(&c, &format!("/v2/{}/app/manifests/nope", reg.host()), &a);
     assert_eq!(
         (unknown_tag.code, unknown_tag.error_code().as_str()),
         (404, "MANIFEST_UNKNOWN"),
         "{}",
         String::from_utf8_lossy(&unknown_tag.body)
     );
-    let unknown_repo = curl(&c, &format!("/v2/{}/nothing/manifests/1", reg.addr), &a);
+    let unknown_repo = curl(&c, &format!("/v2/{}/nothing/manifests/1", reg.host()), &a);
     assert_eq!(
         unknown_repo.code,
         404,
@@ -468,7 +468,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let zero = format!("sha256:{}", "0".repeat(64));
     let unknown_blob = curl(
         &c,
-        &format!("/v2/{}/app/blobs/{zero}", reg.addr),
+        &format!("/v2/{}/app/blobs/{zero}", reg.host()),
         &args(&auth),
     );
     assert_eq!(
@@ -482,7 +482,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
         "multi",
         &[("1", "linux/amd64"), ("1", "linux/arm/v7")],
     );
-    let im = curl(&c, &format!("/v2/{}/app/manifests/multi", reg.addr), &a);
+    let im = curl(&c, &format!("/v2/{}/app/manifests/multi", reg.host()), &a);
     assert_eq!(im.code, 200);
     assert_eq!(
         im.header("content-type").as_deref(),
@@ -494,7 +494,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let (ok, ls, err) = c.herd(&["image", "ls"], None);
     assert!(ok, "{err}");
     assert!(
-        ls.contains(&format!("{}/app", reg.addr)) && ls.contains("linux/"),
+        ls.contains(&format!("{}/app", reg.host())) && ls.contains("linux/"),
         "{ls}"
     );
     let multi = ls
@@ -544,7 +544,7 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     reg.push_archive(&archive, "big:1");
     let acc = manifest_accept();
     let up = curl_url(
-        &format!("http://{}/v2/big/manifests/1", reg.addr),
+        &format!("http://{}/v2/big/manifests/1", reg.host()),
         &args(&acc),
     );
     let manifest: serde_json::Value = serde_json::from_slice(&up.body).unwrap();
@@ -574,14 +574,14 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     };
     let mut master_args = c.curl_ca();
     master_args.extend(bearer(&token));
-    let direct = format!("http://{}/v2/big/blobs/{digest}", reg.addr);
-    let cached = format!("{}/v2/{}/big/blobs/{digest}", c.api_url, reg.addr);
+    let direct = format!("http://{}/v2/big/blobs/{digest}", reg.host());
+    let cached = format!("{}/v2/{}/big/blobs/{digest}", c.api_url, reg.host());
     // A client reads the manifest first; it tells the cache the blob's size.
     let mut with_accept = master_args.clone();
     with_accept.extend(acc.clone());
     let m = curl(
         &c,
-        &format!("/v2/{}/big/manifests/1", reg.addr),
+        &format!("/v2/{}/big/manifests/1", reg.host()),
         &args(&with_accept),
     );
     assert_eq!(m.code, 200);
@@ -646,7 +646,7 @@ fn workers_run_pushed_and_pulled_through_images_from_the_master() {
         Some(&pod("from-push", "pushed/app:1")),
     );
     assert!(ok, "{out} {err}");
-    let upstream_image = format!("{}/app:1", reg.addr);
+    let upstream_image = format!("{}/app:1", reg.host());
     let (ok, out, err) = c.herd(
         &["apply", "-f", "-"],
         Some(&pod("from-upstream", &upstream_image)),
@@ -664,7 +664,7 @@ fn workers_run_pushed_and_pulled_through_images_from_the_master() {
     let (ok, ls, _) = c.herd(&["image", "ls"], None);
     assert!(ok);
     assert!(
-        ls.contains("docker.io/pushed/app") && ls.contains(&format!("{}/app", reg.addr)),
+        ls.contains("docker.io/pushed/app") && ls.contains(&format!("{}/app", reg.host())),
         "{ls}"
     );
     // The cluster's drop removes the pods and containers.

@@ -546,6 +546,18 @@ pub enum ImageCommand {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ImagePullArgs {
+    /// Image reference, e.g. busybox, ghcr.io/org/app:1, name@sha256:...
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Worker data dir [default: /var/lib/herd/worker if it exists, else /var/lib/herd]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub pull: PullArgs,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ImagePushArgs {
     /// Archive file (.tar, .tar.gz)
     #[arg(value_name = "FILE")]
@@ -569,18 +581,6 @@ pub struct ImagePruneArgs {
     /// Keep blobs no image reaches if they are younger than this (a pull in progress)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
     pub grace: Duration,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ImagePullArgs {
-    /// Image reference, e.g. busybox, ghcr.io/org/app:1, name@sha256:...
-    #[arg(value_name = "REF")]
-    pub reference: String,
-    /// Worker data dir [default: /var/lib/herd/worker if it exists, else /var/lib/herd]
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub pull: PullArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -216,13 +216,13 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
         heartbeat_seconds: args.heartbeat_seconds,
         // Like the worker unit: an agent restart or upgrade leaves pods running.
         stop_pods_on_exit: false,
-        image_gc_unused_for: defaults.max_unused,
-        image_gc_high_percent: defaults.high_percent,
-        image_gc_low_percent: defaults.low_percent,
         pull: crate::cli::args::PullArgs {
             registries: "/etc/herd/registries.toml".into(),
             ..Default::default()
         },
+        image_gc_unused_for: defaults.max_unused,
+        image_gc_high_percent: defaults.high_percent,
+        image_gc_low_percent: defaults.low_percent,
     };
     crate::up::worker(&worker).await
 }

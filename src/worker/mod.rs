@@ -35,9 +35,9 @@ pub struct WorkerConfig {
     pub stop_pods_on_exit: bool,
     /// First restart delay (Kubernetes: 10 s); tests shorten it.
     pub backoff_base: Duration,
+    pub pull: PullOptions,
     /// When unused images are removed from this node.
     pub image_gc: images::gc::Policy,
-    pub pull: PullOptions,
 }
 
 /// How the worker gets images it lacks.
