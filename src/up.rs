@@ -62,6 +62,7 @@ fn master_config(
         tls_sans: Vec::new(),
         insecure_registries: Vec::new(),
         registry_tag_ttl: crate::master::registry::DEFAULT_TAG_TTL,
+        air_gapped: false,
     }
 }
 
@@ -69,6 +70,7 @@ impl MasterConfig {
     fn with_registry(mut self, r: &crate::cli::args::RegistryArgs) -> MasterConfig {
         self.insecure_registries = r.insecure_registries.clone();
         self.registry_tag_ttl = r.registry_tag_ttl;
+        self.air_gapped = r.air_gapped;
         self
     }
 

@@ -226,6 +226,10 @@ pub struct RegistryArgs {
     /// expire)
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
     pub registry_tag_ttl: Duration,
+    /// Never pull through from upstream registries: workers get only images pushed with
+    /// `herd image push` or already cached (fleets without internet access)
+    #[arg(long)]
+    pub air_gapped: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -48,6 +48,8 @@ pub struct MasterConfig {
     pub insecure_registries: Vec<String>,
     /// How long a pulled tag is served before upstream is asked again.
     pub registry_tag_ttl: Duration,
+    /// Never fetch from upstream registries: serve pushed and already cached images only.
+    pub air_gapped: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -277,7 +279,6 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
     let mut tasks = vec![
         tokio::spawn(bus.clone().run(eventloop, inbox_tx)),
         tokio::spawn(ingest::run(store.clone(), liveness.clone(), inbox_rx)),
-        tokio::spawn(controllers::scheduling::run(store.clone())),
         tokio::spawn(controllers::desired::run(store.clone(), bus.clone())),
         tokio::spawn(controllers::replicaset::run(store.clone())),
         tokio::spawn(controllers::deployment::run(store.clone())),
@@ -323,11 +324,22 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         registry::config::load(&dir.join(registry::config::FILE), &cfg.insecure_registries)?;
     let registry = Arc::new(registry::Registry::new(
         blobs,
-        registry::upstream(&upstreams),
+        if cfg.air_gapped {
+            Arc::new(registry::NoUpstream)
+        } else {
+            registry::upstream(&upstreams)
+        },
         registry::RegistryOptions {
             tag_ttl: cfg.registry_tag_ttl,
         },
     ));
+    let platforms = controllers::imageplatforms::ImagePlatforms::new(Arc::new(
+        controllers::imageplatforms::RegistrySource(registry.clone()),
+    ));
+    tasks.push(tokio::spawn(controllers::scheduling::run(
+        store.clone(),
+        platforms,
+    )));
     let (stop, mut stop_rx) = watch::channel(false);
     let state = server::AppState {
         store: store.clone(),

@@ -271,3 +271,48 @@ pub fn big_image(dir: &Path, reg: &Registry, name_tag: &str) {
     std::fs::write(&tar, super::tarball::docker_archive(&refs, name_tag)).expect("big archive");
     reg.push_archive(&tar, name_tag);
 }
+
+/// A busybox root (`/bin/busybox` and the applets a test uses) as a plain layer tar.
+pub fn busybox_layer() -> Vec<u8> {
+    use super::tarball::Entry;
+    let bin = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let mut exe = Entry::file("bin/busybox", &bin);
+    exe.mode = 0o755;
+    let mut entries = vec![Entry::dir("bin"), exe];
+    for applet in ["sh", "sleep", "cat", "echo", "ls"] {
+        entries.push(Entry::link(
+            &format!("bin/{applet}"),
+            tar::EntryType::Symlink,
+            "busybox",
+        ));
+    }
+    super::tarball::tar_of(&entries)
+}
+
+/// A runnable image: busybox plus `extra` 16 MiB layers of random data, pushed as `name_tag`.
+pub fn runnable_image(dir: &Path, reg: &Registry, name_tag: &str, extra: u64) {
+    let mut layers = vec![busybox_layer()];
+    for i in 0..extra {
+        layers.push(super::tarball::tar_of(&[
+            super::tarball::Entry::dir("data"),
+            super::tarball::Entry::file(&format!("data/blob{i}"), &noise(i + 11, 16 << 20)),
+        ]));
+    }
+    let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
+    let tar = dir.join(format!("{}.tar", name_tag.replace(['/', ':'], "_")));
+    std::fs::write(&tar, super::tarball::docker_archive(&refs, name_tag)).expect("archive");
+    reg.push_archive(&tar, name_tag);
+}
+
+/// Layer digests of `name_tag`'s manifest.
+pub fn layer_digests(reg: &Registry, name_tag: &str) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(&reg.manifest(name_tag)).expect("json");
+    m["layers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["digest"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
