@@ -226,6 +226,12 @@ fn a_pushed_image_is_served_with_digests_head_ranges_errors_and_auth() {
         &args(&auth),
     );
     assert_eq!(bad_digest.error_code(), "DIGEST_INVALID");
+    // The harness's master is air-gapped: what is not cached is unknown.
+    let unknown = curl(&c, "/v2/docker.io/library/app/manifests/2", &a);
+    assert_eq!(
+        (unknown.code, unknown.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
 
     // Auth: none → 401 with a Basic challenge; a node's MQTT credentials → 200; an API
     // token as the Basic password → 200; a join token → 403.
@@ -380,7 +386,7 @@ fn curl_url(url: &str, extra: &[&str]) -> Reply {
 #[test]
 fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let reg = Registry::start();
-    let c = Cluster::start(&[]);
+    let c = Cluster::start_pulling(&[]);
     reg.push_archive(&c.image, "app:1");
     let token = admin_token(&c);
     let auth = bearer(&token);
@@ -528,7 +534,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
 fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     use common::tarball::docker_archive;
     let reg = Registry::start();
-    let c = Cluster::start(&[]);
+    let c = Cluster::start_pulling(&[]);
     // Incompressible content, so a recompressing client cannot make it small.
     let mut data = vec![0u8; 50 << 20];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -627,7 +633,7 @@ fn running(c: &Cluster, name: &str) -> Option<()> {
 #[test]
 fn workers_run_pushed_and_pulled_through_images_from_the_master() {
     let reg = Registry::start();
-    let c = Cluster::start(&[&[]]);
+    let c = Cluster::start_pulling(&[&[]]);
     c.wait_nodes_ready();
     let (ok, out, err) = c.herd(
         &[

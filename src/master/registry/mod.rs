@@ -106,7 +106,8 @@ pub trait Upstream: Send + Sync {
     ) -> BoxFut<'a, Result<u64, UpstreamError>>;
 }
 
-/// An upstream that has nothing (a master configured without pull-through, and tests).
+/// An upstream that has nothing (an `--air-gapped` master): what is not cached is unknown
+/// (404), and a cached tag is served as it is.
 pub struct NoUpstream;
 
 impl Upstream for NoUpstream {
@@ -115,9 +116,9 @@ impl Upstream for NoUpstream {
         reference: &'a crate::worker::images::Reference,
     ) -> BoxFut<'a, Result<Fetched, UpstreamError>> {
         Box::pin(async move {
-            Err(UpstreamError::Unreachable {
+            Err(UpstreamError::NotFound {
                 registry: reference.domain().to_string(),
-                reason: "pull-through is disabled".into(),
+                what: format!("{reference}: not cached, and this master is air-gapped"),
             })
         })
     }
@@ -130,9 +131,12 @@ impl Upstream for NoUpstream {
         _dest: &'a Path,
     ) -> BoxFut<'a, Result<u64, UpstreamError>> {
         Box::pin(async move {
-            Err(UpstreamError::Unreachable {
+            Err(UpstreamError::NotFound {
                 registry: repo.domain().to_string(),
-                reason: "pull-through is disabled".into(),
+                what: format!(
+                    "{}: blob not cached, and this master is air-gapped",
+                    repo.repository()
+                ),
             })
         })
     }
