@@ -365,10 +365,12 @@ fn handle_publish(
             let key = (ns.to_string(), pod.to_string());
             if payload.is_empty() {
                 desired.specs.remove(&key);
+                desired.sources.remove(&key);
                 return false;
             }
             match proto::decode::<DesiredPod>(topic, payload) {
                 Ok(d) if d.pod.metadata.ns() == ns && d.pod.metadata.name == pod => {
+                    desired.sources.insert(key.clone(), d.sources);
                     desired.specs.insert(key, d.pod);
                 }
                 Ok(_) => {

@@ -73,6 +73,8 @@ impl DesiredFile {
         let Some(index) = &desired.index else {
             return Ok(false);
         };
+        // Volume content (secrets!) never goes to disk: the master resends it.
+        let desired = &desired.persisted();
         if self.last.as_ref() == Some(desired) {
             return Ok(false);
         }
@@ -123,6 +125,7 @@ fn load(path: &Path) -> Result<Option<Desired>, StateError> {
     Ok(Some(Desired {
         index: Some(disk.index),
         specs,
+        sources: Default::default(),
     }))
 }
 
@@ -152,11 +155,13 @@ mod tests {
                         uid: p.metadata.uid.clone(),
                     })
                     .collect(),
+                claims: None,
             }),
             specs: pods
                 .iter()
                 .map(|p| (("default".into(), p.metadata.name.clone()), p.clone()))
                 .collect(),
+            sources: Default::default(),
         }
     }
 

@@ -53,9 +53,78 @@ pub async fn describe(s: &Session, args: &DescribeArgs, out: Out<'_>) -> anyhow:
             let x: crate::api::secret::Secret = s.client.get(&kind.object_path(&ns, &name)).await?;
             describe_secret(&x)
         }
+        Kind::ConfigMap => {
+            let x: crate::api::configmap::ConfigMap =
+                s.client.get(&kind.object_path(&ns, &name)).await?;
+            describe_configmap(&x)
+        }
+        Kind::PersistentVolumeClaim => {
+            let x: crate::api::pvc::PersistentVolumeClaim =
+                s.client.get(&kind.object_path(&ns, &name)).await?;
+            describe_claim(&x)
+        }
     };
     out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Like kubectl: every key with its value (a ConfigMap is not secret); binary keys by size.
+fn describe_configmap(x: &crate::api::configmap::ConfigMap) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    kv(&mut out, 0, 14, "Name", &x.metadata.name);
+    kv(&mut out, 0, 14, "Namespace", x.metadata.ns());
+    kv(
+        &mut out,
+        0,
+        14,
+        "Immutable",
+        if x.immutable == Some(true) { "true" } else { "false" },
+    );
+    out.push_str("\nData\n====\n");
+    for (k, v) in &x.data {
+        out.push_str(&format!("{k}:\n----\n{v}\n\n"));
+    }
+    out.push_str("\nBinaryData\n====\n");
+    for (k, v) in &x.binary_data {
+        let n = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_or(0, |b| b.len());
+        out.push_str(&format!("{k}: {n} bytes\n"));
+    }
+    out
+}
+
+fn describe_claim(x: &crate::api::pvc::PersistentVolumeClaim) -> String {
+    let mut out = String::new();
+    kv(&mut out, 0, 14, "Name", &x.metadata.name);
+    kv(&mut out, 0, 14, "Namespace", x.metadata.ns());
+    kv(&mut out, 0, 14, "StorageClass", "local-path");
+    kv(&mut out, 0, 14, "Status", x.phase());
+    kv(&mut out, 0, 14, "Node", x.node().unwrap_or("<none>"));
+    kv(
+        &mut out,
+        0,
+        14,
+        "Capacity",
+        x.spec
+            .resources
+            .requests
+            .get("storage")
+            .map_or("<unset>", String::as_str),
+    );
+    kv(&mut out, 0, 14, "Access Modes", &x.spec.access_modes.join(","));
+    kv(&mut out, 0, 14, "VolumeMode", "Filesystem");
+    if x.node().is_some() {
+        kv(
+            &mut out,
+            0,
+            14,
+            "Path on node",
+            &format!("<worker data>/volumes/pvc/{}", x.dir_name()),
+        );
+    }
+    out
 }
 
 /// Like kubectl: key names and sizes, never the values.

@@ -13,7 +13,7 @@ use super::adopt::{Resume, ResumeState, Resumes};
 use super::container::{self, Env, Update};
 use super::phase;
 use crate::api::{ContainerStatus, Pod, PodStatus};
-use crate::proto::DesiredIndex;
+use crate::proto::{DesiredIndex, VolumeSources};
 use crate::util::time::now_rfc3339;
 use crate::worker::runtime::Runtime;
 
@@ -23,9 +23,27 @@ use crate::worker::runtime::Runtime;
 pub struct Desired {
     pub index: Option<DesiredIndex>,
     pub specs: BTreeMap<(String, String), Pod>,
+    /// Volume content per pod, as last received; never persisted (secrets stay off the disk).
+    pub sources: BTreeMap<(String, String), VolumeSources>,
 }
 
 impl Desired {
+    /// What the desired-state file holds: everything but volume content.
+    pub fn persisted(&self) -> Desired {
+        Desired {
+            index: self.index.clone(),
+            specs: self.specs.clone(),
+            sources: BTreeMap::new(),
+        }
+    }
+
+    /// The volume content received for a pod; `None` when none arrived yet (after a restart
+    /// without the master).
+    pub fn sources_of(&self, pod: &Pod) -> Option<&VolumeSources> {
+        self.sources
+            .get(&(pod.metadata.ns().to_string(), pod.metadata.name.clone()))
+    }
+
     /// Pods the master wants, with their specs, in index order.
     pub fn wanted(&self) -> Vec<&Pod> {
         let Some(idx) = &self.index else {
