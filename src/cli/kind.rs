@@ -246,10 +246,7 @@ mod tests {
         for (s, plural) in [
             ("svc", "services"),
             ("service", "services"),
-            ("cm", "configmaps"),
             ("ns", "namespaces"),
-            ("pvc", "persistentvolumeclaims"),
-            ("PVC", "persistentvolumeclaims"),
         ] {
             let e = Kind::parse(s).unwrap_err();
             assert_eq!(
@@ -267,6 +264,20 @@ mod tests {
             Kind::with_name("svc/web", None),
             Err(KindError::NotYet { .. })
         ));
+    }
+
+    #[test]
+    fn configmaps_and_claims_are_served_under_their_kubectl_names() {
+        for s in ["cm", "configmap", "ConfigMaps"] {
+            assert_eq!(Kind::parse(s), Ok(Kind::ConfigMap), "{s}");
+        }
+        for s in ["pvc", "PVC", "persistentvolumeclaim", "persistentvolumeclaims"] {
+            assert_eq!(Kind::parse(s), Ok(Kind::PersistentVolumeClaim), "{s}");
+        }
+        assert_eq!(
+            Kind::PersistentVolumeClaim.object_path("default", "data"),
+            "/api/v1/namespaces/default/persistentvolumeclaims/data"
+        );
     }
 
     #[test]
