@@ -108,7 +108,11 @@ pub struct KeyToPath {
     pub key: String,
     #[serde(default)]
     pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_mode"
+    )]
     pub mode: Option<i32>,
 }
 
@@ -119,7 +123,11 @@ pub struct ConfigMapSource {
     pub name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<KeyToPath>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_mode"
+    )]
     pub default_mode: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional: Option<bool>,
@@ -132,7 +140,11 @@ pub struct SecretSource {
     pub secret_name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub items: Vec<KeyToPath>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_mode"
+    )]
     pub default_mode: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub optional: Option<bool>,
@@ -158,6 +170,46 @@ pub struct VolumeMount {
     pub read_only: bool,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sub_path: String,
+}
+
+/// A file mode as manifests write it: a number (`256`, or `0400` read as octal by YAML 1.1
+/// parsers such as kubectl's), or, since YAML 1.2 reads a leading-zero `0400` as text, the
+/// text `0400` / `0o400` taken as octal.
+fn deserialize_mode<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    struct V;
+    impl serde::de::Visitor<'_> for V {
+        type Value = Option<i32>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a file mode like 0644 or 420")
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            i32::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom(format!("file mode {v} is out of range")))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            i32::try_from(v)
+                .map(Some)
+                .map_err(|_| E::custom(format!("file mode {v} is out of range")))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            let octal = v.strip_prefix("0o").or_else(|| v.strip_prefix('0'));
+            let parsed = match octal {
+                Some(o) if !o.is_empty() => i32::from_str_radix(o, 8),
+                _ => v.parse(),
+            };
+            parsed
+                .map(Some)
+                .map_err(|_| E::custom(format!("{v:?} is not a file mode (like 0644 or 420)")))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(V)
 }
 
 /// Kubernetes volume types herd does not implement, refused by name (see `manifest`).
@@ -612,6 +664,17 @@ mod tests {
             assert!(got.iter().any(|g| g.starts_with(want)), "{want} in {got:#?}");
         }
         assert_eq!(got.len(), 13, "{got:#?}");
+    }
+
+    #[test]
+    fn modes_read_as_numbers_or_octal_text() {
+        let read = |y: &str| -> Result<ConfigMapSource, String> {
+            yaml_serde::from_str(y).map_err(|e| e.to_string())
+        };
+        assert_eq!(read("{name: a, defaultMode: 0400}").unwrap().default_mode, Some(0o400));
+        assert_eq!(read("{name: a, defaultMode: '0o644'}").unwrap().default_mode, Some(0o644));
+        assert_eq!(read("{name: a, defaultMode: 420}").unwrap().default_mode, Some(420));
+        assert!(read("{name: a, defaultMode: rw}").unwrap_err().contains("not a file mode"));
     }
 
     #[test]
