@@ -95,7 +95,10 @@ pub fn validate_configmap(c: &ConfigMap) -> Result<(), ValidationError> {
         }
         match b64.decode(v.trim()) {
             Ok(bytes) => total += bytes.len(),
-            Err(e) => add(format!("binaryData[{k:?}]"), format!("not valid base64: {e}")),
+            Err(e) => add(
+                format!("binaryData[{k:?}]"),
+                format!("not valid base64: {e}"),
+            ),
         }
     }
     if total > MAX_CONFIGMAP_BYTES {
@@ -127,7 +130,13 @@ mod tests {
         c.binary_data.insert("app.ini".into(), "%%".into());
         let e = validate_configmap(&c).unwrap_err().to_string();
         assert!(e.contains("data[\"bad key\"]: a key"), "{e}");
-        assert!(e.contains("binaryData[\"app.ini\"]: the key is also in data"), "{e}");
-        assert!(e.contains("binaryData[\"app.ini\"]: not valid base64"), "{e}");
+        assert!(
+            e.contains("binaryData[\"app.ini\"]: the key is also in data"),
+            "{e}"
+        );
+        assert!(
+            e.contains("binaryData[\"app.ini\"]: not valid base64"),
+            "{e}"
+        );
     }
 }

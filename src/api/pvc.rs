@@ -93,7 +93,10 @@ impl PersistentVolumeClaim {
 
     /// Only one pod at a time may use it (`ReadWriteOncePod`).
     pub fn single_pod(&self) -> bool {
-        self.spec.access_modes.iter().any(|m| m == "ReadWriteOncePod")
+        self.spec
+            .access_modes
+            .iter()
+            .any(|m| m == "ReadWriteOncePod")
     }
 
     /// The directory name on the node: `<ns>-<claim>-<uid>` (unique per claim incarnation,
@@ -176,11 +179,20 @@ mod tests {
             .insert("storage".into(), "1Gi".into());
         assert!(validate_claim(&c).is_ok());
         c.spec.access_modes.push("ReadWriteMany".into());
-        c.spec.resources.requests.insert("storage".into(), "x".into());
+        c.spec
+            .resources
+            .requests
+            .insert("storage".into(), "x".into());
         c.spec.volume_mode = Some("Block".into());
         let e = validate_claim(&c).unwrap_err().to_string();
-        assert!(e.contains("spec.accessModes[1]: \"ReadWriteMany\" is not supported"), "{e}");
-        assert!(e.contains("spec.resources.requests.storage: quantity \"x\""), "{e}");
+        assert!(
+            e.contains("spec.accessModes[1]: \"ReadWriteMany\" is not supported"),
+            "{e}"
+        );
+        assert!(
+            e.contains("spec.resources.requests.storage: quantity \"x\""),
+            "{e}"
+        );
         assert!(e.contains("spec.volumeMode: \"Block\""), "{e}");
     }
 }

@@ -287,7 +287,13 @@ fn check_items(errs: &mut Vec<FieldError>, base: &str, items: &[KeyToPath]) {
                 path: format!("{p}.path"),
                 message,
             }),
-            Ok(()) if it.path.split('/').next().is_some_and(|c| c.starts_with("..")) => {
+            Ok(())
+                if it
+                    .path
+                    .split('/')
+                    .next()
+                    .is_some_and(|c| c.starts_with("..")) =>
+            {
                 errs.push(FieldError {
                     path: format!("{p}.path"),
                     message: format!("{:?} must not start with '..'", it.path),
@@ -642,7 +648,15 @@ mod tests {
             ..Default::default()
         };
         let errs = validate_volumes(&spec(
-            vec![two, none, bad, host, sec, empty("scratch"), empty("scratch")],
+            vec![
+                two,
+                none,
+                bad,
+                host,
+                sec,
+                empty("scratch"),
+                empty("scratch"),
+            ],
             vec![],
         ));
         let got = paths(&errs);
@@ -661,7 +675,10 @@ mod tests {
             "spec.volumes[4].secret.defaultMode: must be a file mode",
             "spec.volumes[6].name: duplicate volume name \"scratch\"",
         ] {
-            assert!(got.iter().any(|g| g.starts_with(want)), "{want} in {got:#?}");
+            assert!(
+                got.iter().any(|g| g.starts_with(want)),
+                "{want} in {got:#?}"
+            );
         }
         assert_eq!(got.len(), 13, "{got:#?}");
     }
@@ -671,10 +688,23 @@ mod tests {
         let read = |y: &str| -> Result<ConfigMapSource, String> {
             yaml_serde::from_str(y).map_err(|e| e.to_string())
         };
-        assert_eq!(read("{name: a, defaultMode: 0400}").unwrap().default_mode, Some(0o400));
-        assert_eq!(read("{name: a, defaultMode: '0o644'}").unwrap().default_mode, Some(0o644));
-        assert_eq!(read("{name: a, defaultMode: 420}").unwrap().default_mode, Some(420));
-        assert!(read("{name: a, defaultMode: rw}").unwrap_err().contains("not a file mode"));
+        assert_eq!(
+            read("{name: a, defaultMode: 0400}").unwrap().default_mode,
+            Some(0o400)
+        );
+        assert_eq!(
+            read("{name: a, defaultMode: '0o644'}")
+                .unwrap()
+                .default_mode,
+            Some(0o644)
+        );
+        assert_eq!(
+            read("{name: a, defaultMode: 420}").unwrap().default_mode,
+            Some(420)
+        );
+        assert!(read("{name: a, defaultMode: rw}")
+            .unwrap_err()
+            .contains("not a file mode"));
     }
 
     #[test]
@@ -687,7 +717,10 @@ mod tests {
             }),
             ..Default::default()
         };
-        let r = references(&spec(vec![cm("a", "y"), cm("b", "x"), cm("c", "y")], vec![]));
+        let r = references(&spec(
+            vec![cm("a", "y"), cm("b", "x"), cm("c", "y")],
+            vec![],
+        ));
         assert_eq!(r.config_maps, ["x", "y"]);
         assert!(r.secrets.is_empty() && r.claims.is_empty());
     }

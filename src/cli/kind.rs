@@ -271,7 +271,12 @@ mod tests {
         for s in ["cm", "configmap", "ConfigMaps"] {
             assert_eq!(Kind::parse(s), Ok(Kind::ConfigMap), "{s}");
         }
-        for s in ["pvc", "PVC", "persistentvolumeclaim", "persistentvolumeclaims"] {
+        for s in [
+            "pvc",
+            "PVC",
+            "persistentvolumeclaim",
+            "persistentvolumeclaims",
+        ] {
             assert_eq!(Kind::parse(s), Ok(Kind::PersistentVolumeClaim), "{s}");
         }
         assert_eq!(

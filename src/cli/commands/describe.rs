@@ -79,7 +79,11 @@ fn describe_configmap(x: &crate::api::configmap::ConfigMap) -> String {
         0,
         14,
         "Immutable",
-        if x.immutable == Some(true) { "true" } else { "false" },
+        if x.immutable == Some(true) {
+            "true"
+        } else {
+            "false"
+        },
     );
     out.push_str("\nData\n====\n");
     for (k, v) in &x.data {
@@ -113,7 +117,13 @@ fn describe_claim(x: &crate::api::pvc::PersistentVolumeClaim) -> String {
             .get("storage")
             .map_or("<unset>", String::as_str),
     );
-    kv(&mut out, 0, 14, "Access Modes", &x.spec.access_modes.join(","));
+    kv(
+        &mut out,
+        0,
+        14,
+        "Access Modes",
+        &x.spec.access_modes.join(","),
+    );
     kv(&mut out, 0, 14, "VolumeMode", "Filesystem");
     if x.node().is_some() {
         kv(

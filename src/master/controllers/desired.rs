@@ -57,15 +57,12 @@ pub fn sources_for(pod: &Pod, refs: &Referenced) -> VolumeSources {
     let wanted = references(&pod.spec);
     let mut out = VolumeSources::default();
     for name in wanted.config_maps {
-        let data = refs
-            .config_maps
-            .get(&(ns.clone(), name.clone()))
-            .map(|c| {
-                c.files()
-                    .into_iter()
-                    .map(|(k, v)| (k, b64.encode(v)))
-                    .collect()
-            });
+        let data = refs.config_maps.get(&(ns.clone(), name.clone())).map(|c| {
+            c.files()
+                .into_iter()
+                .map(|(k, v)| (k, b64.encode(v)))
+                .collect()
+        });
         out.config_maps.insert(name, data);
     }
     for name in wanted.secrets {
@@ -303,7 +300,11 @@ mod tests {
 
     #[test]
     fn a_removed_pod_clears_its_retained_message_after_the_index_drops_it() {
-        let old = picture(&[pod("a", Some("w1"), "u1")], &nodes(&["w1"]), &Referenced::default());
+        let old = picture(
+            &[pod("a", Some("w1"), "u1")],
+            &nodes(&["w1"]),
+            &Referenced::default(),
+        );
         let new = picture(&[], &nodes(&["w1"]), &Referenced::default());
         let out = diff(&old, &new);
         assert_eq!(out.len(), 2);

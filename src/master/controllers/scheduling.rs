@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::api::meta::set_condition;
-use crate::api::{Condition, Node, Pod, PodPhase};
 use crate::api::pvc::{PersistentVolumeClaim, SELECTED_NODE};
+use crate::api::{Condition, Node, Pod, PodPhase};
 use crate::master::scheduler::volumes::{placement, to_bind, ClaimPlacement, Claims};
 use crate::master::scheduler::{self, Decision};
 use crate::master::store::{Store, StoreError};
@@ -305,12 +305,24 @@ mod tests {
         }
         assert_eq!(reconcile(&store).unwrap(), 3);
         let pods: Vec<Pod> = store.list(None).unwrap();
-        assert!(pods.iter().all(|p| p.spec.node_name.as_deref() == Some(node.as_str())));
+        assert!(pods
+            .iter()
+            .all(|p| p.spec.node_name.as_deref() == Some(node.as_str())));
         // A pod whose claim does not exist stays pending with the reason.
         store.create(with_claim(replica(9), "nope"), "t").unwrap();
         assert_eq!(reconcile(&store).unwrap(), 0);
         let p: Pod = store.get("default", "web-9").unwrap().unwrap();
-        let cond = p.status.conditions.iter().find(|c| c.type_ == "PodScheduled").unwrap();
-        assert!(cond.message.contains("persistentvolumeclaim \"nope\" not found"), "{}", cond.message);
+        let cond = p
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "PodScheduled")
+            .unwrap();
+        assert!(
+            cond.message
+                .contains("persistentvolumeclaim \"nope\" not found"),
+            "{}",
+            cond.message
+        );
     }
 }

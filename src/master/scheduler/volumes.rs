@@ -29,9 +29,7 @@ pub fn placement(pod: &Pod, claims: &Claims<'_>, others: &[&Pod]) -> ClaimPlacem
     let mut node: Option<(&str, &str)> = None;
     for name in references(&pod.spec).claims {
         let Some(c) = claims.get(name.as_str()) else {
-            return ClaimPlacement::Blocked(format!(
-                "persistentvolumeclaim \"{name}\" not found"
-            ));
+            return ClaimPlacement::Blocked(format!("persistentvolumeclaim \"{name}\" not found"));
         };
         if c.metadata.deletion_timestamp.is_some() {
             return ClaimPlacement::Blocked(format!(
@@ -91,7 +89,9 @@ mod tests {
         c.metadata.namespace = Some("default".into());
         c.spec.access_modes = modes.iter().map(|m| m.to_string()).collect();
         if let Some(n) = node {
-            c.metadata.annotations.insert(SELECTED_NODE.into(), n.into());
+            c.metadata
+                .annotations
+                .insert(SELECTED_NODE.into(), n.into());
         }
         c
     }
@@ -121,7 +121,10 @@ mod tests {
     #[test]
     fn a_pod_without_claims_or_with_unbound_ones_goes_anywhere_and_binds_them() {
         let cs = [claim("a", None, &["ReadWriteOnce"])];
-        assert_eq!(placement(&pod("p", &[]), &index(&cs), &[]), ClaimPlacement::Anywhere);
+        assert_eq!(
+            placement(&pod("p", &[]), &index(&cs), &[]),
+            ClaimPlacement::Anywhere
+        );
         let p = pod("p", &["a"]);
         assert_eq!(placement(&p, &index(&cs), &[]), ClaimPlacement::Anywhere);
         assert_eq!(to_bind(&p, &index(&cs)).len(), 1);
@@ -129,10 +132,19 @@ mod tests {
 
     #[test]
     fn a_bound_claim_pins_the_pod_to_its_node() {
-        let cs = [claim("a", Some("w2"), &["ReadWriteOnce"]), claim("b", None, &["ReadWriteOnce"])];
+        let cs = [
+            claim("a", Some("w2"), &["ReadWriteOnce"]),
+            claim("b", None, &["ReadWriteOnce"]),
+        ];
         let p = pod("p", &["a", "b"]);
-        assert_eq!(placement(&p, &index(&cs), &[]), ClaimPlacement::Node("w2".into()));
-        let names: Vec<&str> = to_bind(&p, &index(&cs)).iter().map(|c| c.metadata.name.as_str()).collect();
+        assert_eq!(
+            placement(&p, &index(&cs), &[]),
+            ClaimPlacement::Node("w2".into())
+        );
+        let names: Vec<&str> = to_bind(&p, &index(&cs))
+            .iter()
+            .map(|c| c.metadata.name.as_str())
+            .collect();
         assert_eq!(names, ["b"]);
     }
 
@@ -150,13 +162,23 @@ mod tests {
             ClaimPlacement::Blocked(m) => m,
             other => panic!("{other:?}"),
         };
-        assert_eq!(blocked(&pod("p", &["zz"]), &[]), "persistentvolumeclaim \"zz\" not found");
-        assert_eq!(blocked(&pod("p", &["d"]), &[]), "persistentvolumeclaim \"d\" is being deleted");
+        assert_eq!(
+            blocked(&pod("p", &["zz"]), &[]),
+            "persistentvolumeclaim \"zz\" not found"
+        );
+        assert_eq!(
+            blocked(&pod("p", &["d"]), &[]),
+            "persistentvolumeclaim \"d\" is being deleted"
+        );
         assert!(blocked(&pod("p", &["a", "b"]), &[]).contains("bound to different nodes (w1, w2)"));
         let first = pod("first", &["x"]);
         let second = pod("second", &["x"]);
-        assert_eq!(placement(&second, &index(&cs), &[&second]), ClaimPlacement::Anywhere);
-        assert!(blocked(&second, &[&first, &second]).contains("ReadWriteOncePod and used by pod \"first\""));
+        assert_eq!(
+            placement(&second, &index(&cs), &[&second]),
+            ClaimPlacement::Anywhere
+        );
+        assert!(blocked(&second, &[&first, &second])
+            .contains("ReadWriteOncePod and used by pod \"first\""));
     }
 
     #[test]

@@ -37,14 +37,24 @@ pub trait Workload: Resource + serde::Serialize {
         Ok(())
     }
     /// Refuses a delete (a claim still in use).
-    fn check_delete(_store: &crate::master::store::Store, _ns: &str, _name: &str) -> Result<(), ApiError> {
+    fn check_delete(
+        _store: &crate::master::store::Store,
+        _ns: &str,
+        _name: &str,
+    ) -> Result<(), ApiError> {
         Ok(())
     }
 }
 
 /// Kubernetes' rule for Secrets and ConfigMaps marked `immutable: true`: the data cannot change
 /// and the mark cannot be removed (delete and re-create instead).
-fn check_immutable<T: PartialEq>(kind: &str, was: Option<bool>, now: Option<bool>, old: &T, new: &T) -> Result<(), String> {
+fn check_immutable<T: PartialEq>(
+    kind: &str,
+    was: Option<bool>,
+    now: Option<bool>,
+    old: &T,
+    new: &T,
+) -> Result<(), String> {
     if was != Some(true) {
         return Ok(());
     }
@@ -52,7 +62,9 @@ fn check_immutable<T: PartialEq>(kind: &str, was: Option<bool>, now: Option<bool
         return Err(format!("immutable: {kind} is immutable and the field cannot be unset (delete and re-create it)"));
     }
     if old != new {
-        return Err(format!("data: {kind} is immutable: its data cannot change (delete and re-create it)"));
+        return Err(format!(
+            "data: {kind} is immutable: its data cannot change (delete and re-create it)"
+        ));
     }
     Ok(())
 }
@@ -178,11 +190,20 @@ impl Workload for PersistentVolumeClaim {
     }
     /// Refused while a pod uses the claim (herd's answer to Kubernetes' pvc-protection
     /// finalizer: the user deletes the pods first, nothing is left half-deleted).
-    fn check_delete(store: &crate::master::store::Store, ns: &str, name: &str) -> Result<(), ApiError> {
+    fn check_delete(
+        store: &crate::master::store::Store,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
         let pods: Vec<crate::api::Pod> = store.list(Some(ns))?;
         let users: Vec<String> = pods
             .iter()
-            .filter(|p| crate::api::volume::references(&p.spec).claims.iter().any(|c| c == name))
+            .filter(|p| {
+                crate::api::volume::references(&p.spec)
+                    .claims
+                    .iter()
+                    .any(|c| c == name)
+            })
             .map(|p| p.metadata.name.clone())
             .collect();
         if users.is_empty() {
@@ -357,7 +378,70 @@ pub async fn delete<T: Workload>(
         T::check_delete(&store, &ns, &n)?;
         Ok(store.delete::<T>(&ns, &n, None)?)
     })
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(&qualified::<T>(), &name))
+    .await?
+    .map(Json)
+    .ok_or_else(|| ApiError::not_found(&qualified::<T>(), &name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn immutable_secrets_and_configmaps_refuse_data_changes_and_unmarking() {
+        let mut s = Secret::default();
+        s.data.insert("k".into(), "YQ==".into());
+        s.immutable = Some(true);
+        let mut changed = s.clone();
+        changed.data.insert("k".into(), "Yg==".into());
+        let e = s.check_update(&changed).unwrap_err();
+        assert!(e.starts_with("data: Secret is immutable"), "{e}");
+        let mut unmarked = s.clone();
+        unmarked.immutable = None;
+        assert!(s
+            .check_update(&unmarked)
+            .unwrap_err()
+            .starts_with("immutable:"));
+        let mut relabelled = s.clone();
+        relabelled.metadata.labels.insert("a".into(), "b".into());
+        assert!(s.check_update(&relabelled).is_ok(), "labels may change");
+        s.immutable = None;
+        assert!(
+            s.check_update(&changed).is_ok(),
+            "a mutable Secret may change"
+        );
+
+        let c = ConfigMap {
+            immutable: Some(true),
+            ..Default::default()
+        };
+        let mut bin = c.clone();
+        bin.binary_data.insert("b".into(), "AA==".into());
+        assert!(c
+            .check_update(&bin)
+            .unwrap_err()
+            .contains("ConfigMap is immutable"));
+    }
+
+    #[test]
+    fn a_claims_spec_is_fixed_but_its_request_may_change_and_its_binding_is_kept() {
+        let mut c = PersistentVolumeClaim::default();
+        c.spec.access_modes = vec!["ReadWriteOnce".into()];
+        c.metadata
+            .annotations
+            .insert(SELECTED_NODE.into(), "w1".into());
+        let mut bigger = c.clone();
+        bigger.metadata.annotations.clear();
+        bigger
+            .spec
+            .resources
+            .requests
+            .insert("storage".into(), "2Gi".into());
+        assert!(c.check_update(&bigger).is_ok());
+        c.take_user_fields(&bigger);
+        assert_eq!(c.node(), Some("w1"), "the binding is server-owned");
+        let mut other = c.clone();
+        other.spec.access_modes = vec!["ReadWriteOncePod".into()];
+        assert!(c.check_update(&other).is_err());
+    }
 }

@@ -173,9 +173,7 @@ impl<R: Runtime> Manager<R> {
     pub fn claims_in_use(&self) -> std::collections::BTreeSet<String> {
         self.running
             .values()
-            .flat_map(|r| {
-                crate::worker::volumes::claim_dirs(&r.pod, r.sources.borrow().as_ref())
-            })
+            .flat_map(|r| crate::worker::volumes::claim_dirs(&r.pod, r.sources.borrow().as_ref()))
             .collect()
     }
 

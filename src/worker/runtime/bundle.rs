@@ -474,7 +474,10 @@ mod tests {
         let (rw, ro) = (&mounts[n - 2], &mounts[n - 1]);
         assert_eq!(rw.destination(), Path::new("/scratch"));
         assert_eq!(rw.typ().as_deref(), Some("bind"));
-        assert_eq!(rw.source().as_deref(), Some(Path::new("/data/v/pods/u/scratch")));
+        assert_eq!(
+            rw.source().as_deref(),
+            Some(Path::new("/data/v/pods/u/scratch"))
+        );
         let opts = |m: &Mount| m.options().clone().unwrap_or_default();
         assert!(opts(rw).contains(&"rbind".to_string()));
         assert!(!opts(rw).contains(&"ro".to_string()));

@@ -121,12 +121,10 @@ fn prepare_one(
                 read_only: false,
             })
         }
-        Source::HostPath(h) => {
-            check_host_path(&h.path, &h.type_).map(|host| Ready {
-                host,
-                read_only: false,
-            })
-        }
+        Source::HostPath(h) => check_host_path(&h.path, &h.type_).map(|host| Ready {
+            host,
+            read_only: false,
+        }),
         Source::ConfigMap(c) => {
             let what = format!("configmap {:?}", c.name);
             let optional = c.optional == Some(true);
@@ -222,7 +220,9 @@ fn project(
     let files = projection::plan(what, &decoded, items, default_mode, optional)?;
     let stamp = chrono_stamp();
     match projection::write(dir, &files, &stamp) {
-        Ok(true) => tracing::info!(volume = %dir.display(), files = files.len(), "{what} projected"),
+        Ok(true) => {
+            tracing::info!(volume = %dir.display(), files = files.len(), "{what} projected")
+        }
         Ok(false) => {}
         Err(e) => return Err(io(what, e)),
     }

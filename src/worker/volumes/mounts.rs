@@ -24,7 +24,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -92,7 +95,8 @@ mod tests {
 ";
 
     #[test]
-    fn mounts_under_a_pod_dir_come_deepest_first_and_siblings_with_a_common_prefix_are_not_included() {
+    fn mounts_under_a_pod_dir_come_deepest_first_and_siblings_with_a_common_prefix_are_not_included(
+    ) {
         let got = mounts_under(INFO, Path::new("/d/volumes/pods/u1"));
         assert_eq!(got[0], Path::new("/d/volumes/pods/u1/sec/inner"));
         assert_eq!(got.len(), 4, "{got:?}");

@@ -186,12 +186,27 @@ mod tests {
 
     #[test]
     fn every_key_becomes_a_file_with_the_default_mode() {
-        let files = plan("configmap \"app\"", &data(&[("a", "1"), ("b", "2")]), &[], None, false).unwrap();
+        let files = plan(
+            "configmap \"app\"",
+            &data(&[("a", "1"), ("b", "2")]),
+            &[],
+            None,
+            false,
+        )
+        .unwrap();
         assert_eq!(
             files,
             [
-                File { path: "a".into(), bytes: b"1".to_vec(), mode: 0o644 },
-                File { path: "b".into(), bytes: b"2".to_vec(), mode: 0o644 },
+                File {
+                    path: "a".into(),
+                    bytes: b"1".to_vec(),
+                    mode: 0o644
+                },
+                File {
+                    path: "b".into(),
+                    bytes: b"2".to_vec(),
+                    mode: 0o644
+                },
             ]
         );
     }
@@ -199,16 +214,41 @@ mod tests {
     #[test]
     fn items_select_rename_and_set_modes_and_a_missing_key_is_an_error_unless_optional() {
         let items = [
-            KeyToPath { key: "a".into(), path: "conf/a.ini".into(), mode: Some(0o600) },
-            KeyToPath { key: "z".into(), path: "z".into(), mode: None },
+            KeyToPath {
+                key: "a".into(),
+                path: "conf/a.ini".into(),
+                mode: Some(0o600),
+            },
+            KeyToPath {
+                key: "z".into(),
+                path: "z".into(),
+                mode: None,
+            },
         ];
-        let e = plan("secret \"db\"", &data(&[("a", "1"), ("b", "2")]), &items, Some(0o400), false)
-            .unwrap_err();
+        let e = plan(
+            "secret \"db\"",
+            &data(&[("a", "1"), ("b", "2")]),
+            &items,
+            Some(0o400),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(e, "secret \"db\": key \"z\" not found");
-        let files = plan("secret \"db\"", &data(&[("a", "1")]), &items, Some(0o400), true).unwrap();
+        let files = plan(
+            "secret \"db\"",
+            &data(&[("a", "1")]),
+            &items,
+            Some(0o400),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             files,
-            [File { path: "conf/a.ini".into(), bytes: b"1".to_vec(), mode: 0o600 }]
+            [File {
+                path: "conf/a.ini".into(),
+                bytes: b"1".to_vec(),
+                mode: 0o600
+            }]
         );
         assert_eq!(top_level(&files), BTreeSet::from(["conf".to_string()]));
     }
@@ -219,14 +259,24 @@ mod tests {
         let dir = tmp.path().join("vol");
         let v1 = plan("cm", &data(&[("a", "1"), ("b", "2")]), &[], None, false).unwrap();
         assert!(write(&dir, &v1, "t1").unwrap());
-        assert!(!write(&dir, &v1, "t1b").unwrap(), "unchanged content is not rewritten");
+        assert!(
+            !write(&dir, &v1, "t1b").unwrap(),
+            "unchanged content is not rewritten"
+        );
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
-        assert_eq!(std::fs::read_link(dir.join("a")).unwrap(), Path::new("..data/a"));
+        assert_eq!(
+            std::fs::read_link(dir.join("a")).unwrap(),
+            Path::new("..data/a")
+        );
         let v2 = plan("cm", &data(&[("a", "one")]), &[], Some(0o640), false).unwrap();
         assert!(write(&dir, &v2, "t2").unwrap());
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "one");
         assert_eq!(
-            std::fs::metadata(dir.join("a")).unwrap().permissions().mode() & 0o777,
+            std::fs::metadata(dir.join("a"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
             0o640
         );
         assert!(std::fs::symlink_metadata(dir.join("b")).is_err());

@@ -90,11 +90,20 @@ fn a_missing_configmap_is_a_problem_naming_it_and_a_present_one_is_projected_rea
     assert!(prep.problems.is_empty(), "{prep:?}");
     let mounts = resolve_mounts(&p.spec.containers[0], &prep).unwrap();
     let pod_dir = l.pod_dir(&p.metadata.uid);
-    assert_eq!(mounts[0].source, pod_dir.canonicalize().unwrap().join("scratch/a/b"));
+    assert_eq!(
+        mounts[0].source,
+        pod_dir.canonicalize().unwrap().join("scratch/a/b")
+    );
     assert!(!mounts[0].read_only);
     assert_eq!(mounts[1].source, pod_dir.join("cfg"));
-    assert!(mounts[1].read_only, "configMap volumes are always read-only");
-    assert_eq!(std::fs::read_to_string(pod_dir.join("cfg/k")).unwrap(), "hi");
+    assert!(
+        mounts[1].read_only,
+        "configMap volumes are always read-only"
+    );
+    assert_eq!(
+        std::fs::read_to_string(pod_dir.join("cfg/k")).unwrap(),
+        "hi"
+    );
     // After a restart (no sources yet) the existing projection is used as it is.
     assert!(prepare(&l, &p, None).problems.is_empty());
     teardown(&l, &p.metadata.uid).unwrap();
@@ -130,7 +139,9 @@ fn host_path_types_are_checked() {
     check_host_path(ds, "DirectoryOrCreate").unwrap();
     assert!(d.is_dir());
     check_host_path(ds, "Directory").unwrap();
-    assert!(check_host_path(ds, "File").unwrap_err().contains("type File"));
+    assert!(check_host_path(ds, "File")
+        .unwrap_err()
+        .contains("type File"));
     check_host_path(fs, "FileOrCreate").unwrap();
     assert!(f.is_file());
     check_host_path(fs, "File").unwrap();
