@@ -59,11 +59,18 @@ pub struct VolumeSources {
     pub secrets: BTreeMap<String, Option<BTreeMap<String, String>>>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub claims: BTreeMap<String, Option<BoundClaim>>,
+    /// Set instead of the ConfigMap/Secret content when it cannot be sent (the message would
+    /// exceed `MAX_PAYLOAD`); the worker shows it as the reason the container waits.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
 }
 
 impl VolumeSources {
     pub fn is_empty(&self) -> bool {
-        self.config_maps.is_empty() && self.secrets.is_empty() && self.claims.is_empty()
+        self.config_maps.is_empty()
+            && self.secrets.is_empty()
+            && self.claims.is_empty()
+            && self.error.is_empty()
     }
 }
 

@@ -101,11 +101,24 @@ pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>, refs: &Referenced) -> Pic
         // Every status write bumps the resource version; it must not make the desired
         // message differ, or each status report would be echoed back to the worker.
         desired.metadata.resource_version = String::new();
-        let payload = proto::encode(&DesiredPod {
+        let mut msg = DesiredPod {
             v: proto::VERSION,
             sources: sources_for(&desired, refs),
             pod: desired,
-        });
+        };
+        let mut payload = proto::encode(&msg);
+        if payload.len() > proto::MAX_PAYLOAD {
+            // Never publish what the broker and worker would refuse (it would also stall every
+            // other publish): send the pod without the content, and say why.
+            let size = payload.len();
+            msg.sources.config_maps.clear();
+            msg.sources.secrets.clear();
+            msg.sources.error = format!(
+                "the ConfigMaps and Secrets this pod mounts are {size} bytes encoded, more than the {} byte message limit",
+                proto::MAX_PAYLOAD
+            );
+            payload = proto::encode(&msg);
+        }
         pic.pods.entry(node).or_default().insert(
             (p.metadata.ns().to_string(), p.metadata.name.clone()),
             payload,
@@ -196,7 +209,15 @@ fn load(store: &Store) -> Result<Picture, StoreError> {
         .into_iter()
         .map(|n| n.metadata.name)
         .collect();
-    let refs = Referenced::new(store.list(None)?, store.list(None)?, store.list(None)?);
+    // Secrets are decrypted to be listed: only when some pod mounts anything at all.
+    let any_volumes = pods
+        .iter()
+        .any(|p| p.spec.node_name.is_some() && !p.spec.volumes.is_empty());
+    let refs = if any_volumes {
+        Referenced::new(store.list(None)?, store.list(None)?, store.list(None)?)
+    } else {
+        Referenced::new(Vec::new(), Vec::new(), store.list(None)?)
+    };
     Ok(picture(&pods, &nodes, &refs))
 }
 
@@ -357,6 +378,37 @@ mod tests {
         let out = diff(&old, &new);
         let topics: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
         assert_eq!(topics, ["herd/v1/nodes/w1/desired/default/a"]);
+    }
+
+    #[test]
+    fn content_over_the_message_limit_is_replaced_by_an_error() {
+        use crate::api::volume::{SecretSource, Volume};
+        let mut p = pod("a", Some("w1"), "u1");
+        p.spec.volumes = vec![Volume {
+            name: "sec".into(),
+            secret: Some(SecretSource {
+                secret_name: "big".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        let mut s = Secret::default();
+        s.metadata.name = "big".into();
+        s.data.insert("k".into(), "A".repeat(proto::MAX_PAYLOAD));
+        let pic = picture(
+            &[p],
+            &nodes(&["w1"]),
+            &Referenced::new(vec![], vec![s], vec![]),
+        );
+        let payload = &pic.pods["w1"][&("default".into(), "a".into())];
+        assert!(payload.len() < proto::MAX_PAYLOAD);
+        let sent: DesiredPod = serde_json::from_slice(payload).unwrap();
+        assert!(sent.sources.secrets.is_empty());
+        assert!(
+            sent.sources.error.contains("message limit"),
+            "{}",
+            sent.sources.error
+        );
     }
 
     #[test]

@@ -125,6 +125,11 @@ fn prepare_one(
             host,
             read_only: false,
         }),
+        Source::ConfigMap(_) | Source::Secret(_)
+            if sources.is_some_and(|s| !s.error.is_empty()) =>
+        {
+            Err(sources.map(|s| s.error.clone()).unwrap_or_default())
+        }
         Source::ConfigMap(c) => {
             let what = format!("configmap {:?}", c.name);
             let optional = c.optional == Some(true);
