@@ -185,6 +185,7 @@ kind: Pod
 metadata:
   name: {name}
 spec:
+  securityContext: {{runAsUser: 1000, fsGroup: 2000}}
   volumes:
   - name: cfg
     configMap: {{name: app}}
@@ -197,7 +198,7 @@ spec:
   containers:
   - name: main
     image: busybox
-    command: [sh, -c, 'sleep 600']
+    command: [sh, -c, 'cat /secret/creds/password; echo; sleep 600']
     volumeMounts:
     - {{name: cfg, mountPath: /etc/app}}
     - {{name: sec, mountPath: /secret}}
@@ -263,10 +264,16 @@ fn a_missing_configmap_blocks_start_until_created_updates_reach_the_file_and_sec
     );
     let secret = inside(pid, "/secret/creds/password");
     assert_eq!(std::fs::read_to_string(&secret).unwrap(), "hunter2");
-    assert_eq!(
-        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
-        0o400
-    );
+    // defaultMode 0400, plus group read for the pod's fsGroup, as in Kubernetes: the
+    // container's non-root user reads it through the group.
+    let meta = std::fs::metadata(&secret).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o440);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 2000);
+    let logs = c.wait("secret read by uid 1000", Duration::from_secs(20), || {
+        let (ok, out, _) = c.herd(&["logs", "cfg"], None);
+        (ok && !out.is_empty()).then_some(out)
+    });
+    assert!(logs.contains("hunter2"), "{logs}");
     assert!(!inside(pid, "/secret/unused").exists(), "only listed items");
     let mounts = mounts_of(pid);
     let line = |p: &str| {

@@ -74,8 +74,9 @@ pub struct Prepared {
 pub fn prepare(layout: &Layout, pod: &Pod, sources: Option<&VolumeSources>) -> Prepared {
     let mut out = Prepared::default();
     let pod_dir = layout.pod_dir(&pod.metadata.uid);
+    let fs_group = fs_group(pod);
     for v in &pod.spec.volumes {
-        match prepare_one(layout, pod, &pod_dir, v, sources) {
+        match prepare_one(layout, pod, &pod_dir, v, sources, fs_group) {
             Ok(r) => {
                 out.ready.insert(v.name.clone(), r);
             }
@@ -85,6 +86,15 @@ pub fn prepare(layout: &Layout, pod: &Pod, sources: Option<&VolumeSources>) -> P
         }
     }
     out
+}
+
+/// The pod's `securityContext.fsGroup` (validated to fit a gid).
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec
+        .security_context
+        .as_ref()?
+        .fs_group
+        .and_then(|g| u32::try_from(g).ok())
 }
 
 fn io(what: &str, e: std::io::Error) -> String {
@@ -97,6 +107,7 @@ fn prepare_one(
     pod_dir: &Path,
     v: &Volume,
     sources: Option<&VolumeSources>,
+    fs_group: Option<u32>,
 ) -> Result<Ready, String> {
     let dir = pod_dir.join(&v.name);
     let Some(source) = v.source() else {
@@ -116,6 +127,8 @@ fn prepare_one(
             } else {
                 make_shared_dir(&dir).map_err(|e| io(&format!("emptyDir {:?}", v.name), e))?;
             }
+            give_to_group(&dir, fs_group)
+                .map_err(|e| io(&format!("fsGroup on emptyDir {:?}", v.name), e))?;
             Ok(Ready {
                 host: dir,
                 read_only: false,
@@ -135,7 +148,15 @@ fn prepare_one(
             let optional = c.optional == Some(true);
             let data = sources.map(|s| s.config_maps.get(&c.name).cloned().flatten());
             std::fs::create_dir_all(&dir).map_err(|e| io(&what, e))?;
-            project(&dir, &what, data, &c.items, c.default_mode, optional)
+            project(
+                &dir,
+                &what,
+                data,
+                &c.items,
+                c.default_mode,
+                optional,
+                fs_group,
+            )
         }
         Source::Secret(s) => {
             let what = format!("secret {:?}", s.secret_name);
@@ -143,7 +164,15 @@ fn prepare_one(
             let data = sources.map(|src| src.secrets.get(&s.secret_name).cloned().flatten());
             mounts::ensure_tmpfs(&dir, Some(SECRET_TMPFS_BYTES), 0o755)
                 .map_err(|e| io(&format!("tmpfs for {what}"), e))?;
-            project(&dir, &what, data, &s.items, s.default_mode, optional)
+            project(
+                &dir,
+                &what,
+                data,
+                &s.items,
+                s.default_mode,
+                optional,
+                fs_group,
+            )
         }
         Source::Claim(c) => {
             let what = format!("persistentvolumeclaim {:?}", c.claim_name);
@@ -160,6 +189,7 @@ fn prepare_one(
             };
             let host = layout.claims_dir().join(dir_name);
             make_shared_dir(&host).map_err(|e| io(&what, e))?;
+            give_to_group(&host, fs_group).map_err(|e| io(&what, e))?;
             Ok(Ready {
                 host,
                 read_only: c.read_only,
@@ -175,6 +205,17 @@ fn make_shared_dir(dir: &Path) -> std::io::Result<()> {
     }
     std::fs::create_dir_all(dir)?;
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))
+}
+
+/// Kubernetes' `fsGroup` on a writable volume's root: group-owned by it, setgid so new files
+/// inherit the group (not recursive: an existing claim's files keep their owners).
+fn give_to_group(dir: &Path, fs_group: Option<u32>) -> std::io::Result<()> {
+    let Some(g) = fs_group else {
+        return Ok(());
+    };
+    std::os::unix::fs::chown(dir, None, Some(g))?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o7777;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode | 0o2070))
 }
 
 /// The directory of claim `name` already on this node, when exactly one matches (after an
@@ -205,6 +246,7 @@ fn project(
     items: &[crate::api::volume::KeyToPath],
     default_mode: Option<i32>,
     optional: bool,
+    fs_group: Option<u32>,
 ) -> Result<Ready, String> {
     let ready = Ready {
         host: dir.to_path_buf(),
@@ -222,9 +264,12 @@ fn project(
                 .collect()
         }
     };
-    let files = projection::plan(what, &decoded, items, default_mode, optional)?;
+    let files = projection::with_fs_group(
+        projection::plan(what, &decoded, items, default_mode, optional)?,
+        fs_group,
+    );
     let stamp = chrono_stamp();
-    match projection::write(dir, &files, &stamp) {
+    match projection::write(dir, &files, &stamp, fs_group) {
         Ok(true) => {
             tracing::info!(volume = %dir.display(), files = files.len(), "{what} projected")
         }

@@ -68,6 +68,17 @@ pub fn plan(
     Ok(out)
 }
 
+/// Pure: Kubernetes' `fsGroup` rule for read-only volumes: every file also readable by the
+/// group (`| 0440`); `write` makes the group `fs_group`.
+pub fn with_fs_group(mut files: Vec<File>, fs_group: Option<u32>) -> Vec<File> {
+    if fs_group.is_some() {
+        for f in &mut files {
+            f.mode |= 0o440;
+        }
+    }
+    files
+}
+
 /// Pure: the top-level names the volume exposes (first path component of every file).
 pub fn top_level(files: &[File]) -> BTreeSet<String> {
     files
@@ -120,7 +131,12 @@ pub fn exists(dir: &Path) -> bool {
 
 /// Writes `files` into `dir` atomically (see the module doc). Idempotent: returns `false`
 /// without writing when `dir` already holds them.
-pub fn write(dir: &Path, files: &[File], stamp: &str) -> std::io::Result<bool> {
+pub fn write(
+    dir: &Path,
+    files: &[File],
+    stamp: &str,
+    fs_group: Option<u32>,
+) -> std::io::Result<bool> {
     if is_current(dir, files) {
         return Ok(false);
     }
@@ -143,7 +159,10 @@ pub fn write(dir: &Path, files: &[File], stamp: &str) -> std::io::Result<bool> {
             .mode(f.mode)
             .open(&p)?;
         out.write_all(&f.bytes)?;
-        // The umask may have narrowed the mode.
+        if let Some(g) = fs_group {
+            std::os::unix::fs::chown(&p, None, Some(g))?;
+        }
+        // The umask may have narrowed the mode (and chown may have cleared bits).
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(f.mode))?;
     }
     let old = std::fs::read_link(dir.join(DATA)).ok();
@@ -258,9 +277,9 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("vol");
         let v1 = plan("cm", &data(&[("a", "1"), ("b", "2")]), &[], None, false).unwrap();
-        assert!(write(&dir, &v1, "t1").unwrap());
+        assert!(write(&dir, &v1, "t1", None).unwrap());
         assert!(
-            !write(&dir, &v1, "t1b").unwrap(),
+            !write(&dir, &v1, "t1b", None).unwrap(),
             "unchanged content is not rewritten"
         );
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
@@ -268,17 +287,17 @@ mod tests {
             std::fs::read_link(dir.join("a")).unwrap(),
             Path::new("..data/a")
         );
-        let v2 = plan("cm", &data(&[("a", "one")]), &[], Some(0o640), false).unwrap();
-        assert!(write(&dir, &v2, "t2").unwrap());
+        let v2 = plan("cm", &data(&[("a", "one")]), &[], Some(0o400), false).unwrap();
+        let v2 = with_fs_group(v2, Some(4321));
+        assert!(write(&dir, &v2, "t2", Some(4321)).unwrap());
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "one");
+        let meta = std::fs::metadata(dir.join("a")).unwrap();
         assert_eq!(
-            std::fs::metadata(dir.join("a"))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777,
-            0o640
+            meta.permissions().mode() & 0o777,
+            0o440,
+            "fsGroup adds group read"
         );
+        assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 4321);
         assert!(std::fs::symlink_metadata(dir.join("b")).is_err());
         let mut names: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
