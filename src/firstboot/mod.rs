@@ -215,6 +215,10 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
         heartbeat_seconds: args.heartbeat_seconds,
         // Like the worker unit: an agent restart or upgrade leaves pods running.
         stop_pods_on_exit: false,
+        pull: crate::cli::args::PullArgs {
+            registries: "/etc/herd/registries.toml".into(),
+            ..Default::default()
+        },
     };
     crate::up::worker(&worker).await
 }

@@ -7,6 +7,7 @@ pub mod join;
 pub mod kernel;
 pub mod platform;
 pub mod pods;
+pub mod pulling;
 pub mod runtime;
 pub mod state;
 pub mod volumes;
@@ -35,6 +36,17 @@ pub struct WorkerConfig {
     pub stop_pods_on_exit: bool,
     /// First restart delay (Kubernetes: 10 s); tests shorten it.
     pub backoff_base: Duration,
+    pub pull: PullOptions,
+}
+
+/// How the worker gets images it lacks.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Straight to registries instead of through the master's cache.
+    pub direct: bool,
+    pub settings: crate::oci::RegistrySettings,
+    /// Pretend to be a node of this platform (mixed-fleet tests on one machine).
+    pub platform: Option<images::Platform>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,7 +124,19 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         }
     };
     tracing::info!(node = %creds.node_name, broker = %creds.mqtt_url, "joined");
-    let images = Arc::new(images::ImageStore::open(&images_dir(dir))?);
+    let mut store = images::ImageStore::open(&images_dir(dir))?;
+    if let Some(p) = &cfg.pull.platform {
+        platform::set_override(p.clone());
+        store = store.with_platform(p.clone());
+    }
+    let images = Arc::new(store);
+    let route = if cfg.pull.direct {
+        pulling::Route::Direct
+    } else {
+        pulling::PullSource::master_route(&creds)
+    };
+    let pull = Arc::new(pulling::PullSource::new(route, cfg.pull.settings.clone()));
+    tracing::info!(from = %pull.describe(), "images are pulled");
     let runtime = Arc::new(LinuxRuntime::new(
         dir.join("state"),
         PathBuf::from("/proc/self/exe"),
@@ -140,6 +164,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
                 root: dir.join("volumes"),
                 node: creds.node_name.clone(),
             },
+            pull,
         },
         reports_tx,
     );

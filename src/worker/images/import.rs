@@ -79,7 +79,7 @@ impl ImageStore {
         Ok(images)
     }
 
-    fn commit_pending(&self, image: PendingImage) -> Result<Image, ImageError> {
+    pub(super) fn commit_pending(&self, image: PendingImage) -> Result<Image, ImageError> {
         let mut layers = Vec::new();
         let mut size = 0;
         let mut manifest_layers = Vec::new();
