@@ -195,6 +195,29 @@ mod tests {
     }
 
     #[test]
+    fn volume_content_never_reaches_the_file_and_its_changes_cause_no_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DESIRED_FILE);
+        let mut d = desired(&[pod("a", "u1")]);
+        let mut src = crate::proto::VolumeSources::default();
+        src.secrets.insert(
+            "db".into(),
+            Some([("password".to_string(), "aHVudGVyMg==".to_string())].into()),
+        );
+        d.sources.insert(("default".into(), "a".into()), src.clone());
+        let (mut f, _) = DesiredFile::open(dir.path());
+        assert!(f.save(&d).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("aHVudGVyMg=="), "secret data on disk: {text}");
+        // A changed secret alone is not a reason to write (SD-card wear, and nothing to save).
+        src.secrets.insert("db".into(), None);
+        d.sources.insert(("default".into(), "a".into()), src);
+        assert!(!f.save(&d).unwrap());
+        let (_, loaded) = DesiredFile::open(dir.path());
+        assert!(loaded.unwrap().sources.is_empty());
+    }
+
+    #[test]
     fn nothing_is_written_before_an_index_arrives() {
         let dir = tempfile::tempdir().unwrap();
         let (mut f, _) = DesiredFile::open(dir.path());
