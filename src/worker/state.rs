@@ -204,11 +204,15 @@ mod tests {
             "db".into(),
             Some([("password".to_string(), "aHVudGVyMg==".to_string())].into()),
         );
-        d.sources.insert(("default".into(), "a".into()), src.clone());
+        d.sources
+            .insert(("default".into(), "a".into()), src.clone());
         let (mut f, _) = DesiredFile::open(dir.path());
         assert!(f.save(&d).unwrap());
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains("aHVudGVyMg=="), "secret data on disk: {text}");
+        assert!(
+            !text.contains("aHVudGVyMg=="),
+            "secret data on disk: {text}"
+        );
         // A changed secret alone is not a reason to write (SD-card wear, and nothing to save).
         src.secrets.insert("db".into(), None);
         d.sources.insert(("default".into(), "a".into()), src);

@@ -263,6 +263,7 @@ pub fn describe_pod(p: &Pod) -> String {
             .collect();
         indent_table(&mut o, &["Type", "Status"], &rows);
     }
+    describe_volumes(&mut o, &p.spec.volumes);
     o
 }
 
@@ -330,6 +331,105 @@ fn describe_container(o: &mut String, c: &Container, st: Option<&ContainerStatus
         let w = c.env.iter().map(|e| e.name.len()).max().unwrap_or(0) + 3;
         for e in &c.env {
             kv(o, 6, w, &e.name, &e.value);
+        }
+    }
+    if c.volume_mounts.is_empty() {
+        kv(o, 4, CW, "Mounts", "<none>");
+    } else {
+        let _ = writeln!(o, "    Mounts:");
+        for m in &c.volume_mounts {
+            let sub = if m.sub_path.is_empty() {
+                String::new()
+            } else {
+                format!(", path = {:?}", m.sub_path)
+            };
+            let mode = if m.read_only { "ro" } else { "rw" };
+            let _ = writeln!(o, "      {} from {} ({mode}{sub})", m.mount_path, m.name);
+        }
+    }
+}
+
+/// kubectl's Volumes block: each volume with its source.
+fn describe_volumes(o: &mut String, volumes: &[crate::api::volume::Volume]) {
+    use crate::api::volume::Source;
+    o.push_str("Volumes:\n");
+    if volumes.is_empty() {
+        o.push_str("  <none>\n");
+    }
+    const VW: usize = 12;
+    for v in volumes {
+        let _ = writeln!(o, "  {}:", v.name);
+        match v.source() {
+            Some(Source::EmptyDir(e)) => {
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "Type",
+                    "EmptyDir (a temporary directory that shares a pod's lifetime)",
+                );
+                kv(o, 4, VW, "Medium", &e.medium);
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "SizeLimit",
+                    e.size_limit.as_deref().unwrap_or("<unset>"),
+                );
+            }
+            Some(Source::HostPath(h)) => {
+                kv(o, 4, VW, "Type", "HostPath (bare host directory volume)");
+                kv(o, 4, VW, "Path", &h.path);
+                kv(o, 4, VW, "HostPathType", &h.type_);
+            }
+            Some(Source::ConfigMap(c)) => {
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "Type",
+                    "ConfigMap (a volume populated by a ConfigMap)",
+                );
+                kv(o, 4, VW, "Name", &c.name);
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "Optional",
+                    if c.optional == Some(true) {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                );
+            }
+            Some(Source::Secret(s)) => {
+                kv(o, 4, VW, "Type", "Secret (a volume populated by a Secret)");
+                kv(o, 4, VW, "SecretName", &s.secret_name);
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "Optional",
+                    if s.optional == Some(true) {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                );
+            }
+            Some(Source::Claim(c)) => {
+                kv(o, 4, VW, "Type", "PersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)");
+                kv(o, 4, VW, "ClaimName", &c.claim_name);
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "ReadOnly",
+                    if c.read_only { "true" } else { "false" },
+                );
+            }
+            None => kv(o, 4, VW, "Type", "<none>"),
         }
     }
 }
@@ -602,6 +702,34 @@ mod tests {
         ] {
             assert!(d.contains(want), "missing {want:?} in\n{d}");
         }
+    }
+
+    #[test]
+    fn mounts_and_volumes_are_listed_like_kubectl() {
+        use crate::api::volume::{ConfigMapSource, Volume, VolumeMount};
+        let mut p = web();
+        p.spec.volumes = vec![Volume {
+            name: "cfg".into(),
+            config_map: Some(ConfigMapSource {
+                name: "app".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        p.spec.containers[0].volume_mounts = vec![VolumeMount {
+            name: "cfg".into(),
+            mount_path: "/etc/app".into(),
+            read_only: true,
+            sub_path: String::new(),
+        }];
+        let d = describe_pod(&p);
+        for want in [
+            "    Mounts:\n      /etc/app from cfg (ro)\n",
+            "Volumes:\n  cfg:\n    Type:       ConfigMap (a volume populated by a ConfigMap)\n    Name:       app\n",
+        ] {
+            assert!(d.contains(want), "missing {want:?} in\n{d}");
+        }
+        assert!(describe_pod(&web()).contains("Volumes:\n  <none>\n"));
     }
 
     #[test]
