@@ -261,8 +261,9 @@ async fn run_pod<R: Runtime>(
     }
     let n = pod.spec.containers.len();
     let (vol_tx, vol_rx) = watch::channel(None);
+    let (quit_volumes, quit_rx) = watch::channel(false);
     let volume_task = tokio::spawn(
-        keep_volumes(env.volumes.clone(), pod.clone(), sources, vol_tx).in_current_span(),
+        keep_volumes(env.volumes.clone(), pod.clone(), sources, vol_tx, quit_rx).in_current_span(),
     );
     let (tx, mut rx) = mpsc::channel::<Update>(64);
     for i in 0..n {
@@ -322,7 +323,9 @@ async fn run_pod<R: Runtime>(
     // The pod-level cgroup, container dirs, logs and volumes (emptyDirs, projections, their
     // tmpfs mounts; claims stay) go with the pod (leaf cgroups and rootfs went with each
     // container).
-    volume_task.abort();
+    // Asked, not aborted: an abort would leave a preparation pass running on the blocking
+    // pool, free to mount or fill a dir after the teardown below removed it.
+    quit_volumes.send_replace(true);
     let _ = volume_task.await;
     let uid = pod.metadata.uid.clone();
     let (containers, logs) = (env.containers_dir.join(&uid), env.logs_dir.join(&uid));
@@ -347,14 +350,19 @@ async fn run_pod<R: Runtime>(
 
 /// The pod's volume task: prepares its volumes, then again whenever the master sends new
 /// content (a changed ConfigMap/Secret, a claim bound) and every few seconds while some
-/// volume is not ready (a hostPath that appears later). Runs until the pod loop aborts it.
+/// volume is not ready (a hostPath that appears later). Runs until `quit`; a pass in progress
+/// finishes first.
 async fn keep_volumes(
     layout: crate::worker::volumes::Layout,
     pod: Pod,
     mut sources: watch::Receiver<Option<VolumeSources>>,
     out: watch::Sender<Option<Arc<crate::worker::volumes::Prepared>>>,
+    mut quit: watch::Receiver<bool>,
 ) {
     loop {
+        if *quit.borrow() {
+            return;
+        }
         let src = sources.borrow_and_update().clone();
         let (l, p) = (layout.clone(), pod.clone());
         let prepared = match tokio::task::spawn_blocking(move || {
@@ -376,13 +384,16 @@ async fn keep_volumes(
             *cur = Some(Arc::new(prepared));
             true
         });
-        if retry {
-            tokio::select! {
-                r = sources.changed() => if r.is_err() { return },
-                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => {}
-            }
-        } else if sources.changed().await.is_err() {
-            return;
+        let pause = if retry {
+            std::time::Duration::from_secs(5)
+        } else {
+            // Nothing to retry: only a change (or quit) wakes it; the daily pass is harmless.
+            std::time::Duration::from_secs(86_400)
+        };
+        tokio::select! {
+            r = sources.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(pause) => {}
+            _ = quit.wait_for(|q| *q) => return,
         }
     }
 }
