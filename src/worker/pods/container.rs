@@ -225,9 +225,13 @@ pub async fn run<R: Runtime>(
                         // Volumes before the image, as the kubelet mounts before it pulls. The
                         // kubelet's reason for a missing ConfigMap/Secret: the container waits
                         // and starts once the volume can be prepared.
-                        tracing::info!(container = %spec.name, %message, "volumes not ready");
-                        status.state = waiting("CreateContainerConfigError", message);
-                        send(&updates, index, &status, true).await;
+                        let state = waiting("CreateContainerConfigError", message.clone());
+                        // Retried every few seconds: log and report only a change.
+                        if status.state != state {
+                            tracing::info!(container = %spec.name, %message, "volumes not ready");
+                            status.state = state;
+                            send(&updates, index, &status, true).await;
+                        }
                         let _ = volumes.borrow_and_update();
                         tokio::select! {
                             _ = volumes.changed() => {}
