@@ -60,10 +60,20 @@ fn master_config(
         eviction_grace: Duration::from_secs(lifecycle.eviction_seconds),
         tls: true,
         tls_sans: Vec::new(),
+        insecure_registries: Vec::new(),
+        registry_tag_ttl: crate::master::registry::DEFAULT_TAG_TTL,
+        air_gapped: false,
     }
 }
 
 impl MasterConfig {
+    fn with_registry(mut self, r: &crate::cli::args::RegistryArgs) -> MasterConfig {
+        self.insecure_registries = r.insecure_registries.clone();
+        self.registry_tag_ttl = r.registry_tag_ttl;
+        self.air_gapped = r.air_gapped;
+        self
+    }
+
     fn with_tls(mut self, tls: &TlsArgs) -> MasterConfig {
         self.tls = !tls.insecure;
         self.tls_sans = tls.tls_sans.clone();
@@ -108,7 +118,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &admin_conf,
         &args.lifecycle,
     )
-    .with_tls(&args.tls);
+    .with_tls(&args.tls)
+    .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     signalled().await;
@@ -151,6 +162,12 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         stop_pods_on_exit: args.stop_pods_on_exit,
         backoff_base: backoff_base(),
         pull: pull_options(&args.pull)?,
+        image_gc: worker::images::gc::Policy {
+            max_unused: args.image_gc_unused_for,
+            high_percent: args.image_gc_high_percent,
+            low_percent: args.image_gc_low_percent,
+            ..Default::default()
+        },
     };
     let (tx, rx) = watch::channel(false);
     let mut run = tokio::spawn(worker::run(cfg, rx));
@@ -179,7 +196,8 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &admin_conf,
         &args.lifecycle,
     )
-    .with_tls(&args.tls);
+    .with_tls(&args.tls)
+    .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     let wcfg = WorkerConfig {
@@ -197,6 +215,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         backoff_base: backoff_base(),
         // The local worker pulls through its own master's cache, like every other node.
         pull: worker::PullOptions::default(),
+        image_gc: Default::default(),
     };
     println!("local worker: node {}", wcfg.node_name);
     let (tx, rx) = watch::channel(false);

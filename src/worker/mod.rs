@@ -37,6 +37,8 @@ pub struct WorkerConfig {
     /// First restart delay (Kubernetes: 10 s); tests shorten it.
     pub backoff_base: Duration,
     pub pull: PullOptions,
+    /// When unused images are removed from this node.
+    pub image_gc: images::gc::Policy,
 }
 
 /// How the worker gets images it lacks.
@@ -152,6 +154,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     // removed, before any pod starts.
     let plan = adoption::adopt_or_sweep(&runtime, &images, dir, persisted.as_ref()).await;
     let (reports_tx, reports_rx) = mpsc::channel(1024);
+    let images_store_for_gc = images.clone();
     let mut manager = Manager::new(
         Env {
             runtime,
@@ -169,6 +172,12 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         reports_tx,
     );
     manager.adopt(plan.resume);
+    tokio::spawn(images::gc::run(
+        images_store_for_gc,
+        dir.join("state"),
+        cfg.image_gc.clone(),
+        shutdown.clone(),
+    ));
     agent::run(
         agent::AgentConfig {
             creds,

@@ -182,7 +182,7 @@ impl ImageStore {
             .zip(diff_ids)
             .map(|(d, diff_id)| (d.digest().to_string(), d.size(), diff_id))
             .collect();
-        let fetched: Vec<PendingLayer> = futures_util::stream::iter(jobs)
+        let fetched: Vec<(PendingLayer, u64)> = futures_util::stream::iter(jobs)
             .map(|(digest, size, diff_id)| {
                 let done = done.clone();
                 let progress = progress.clone();
@@ -202,7 +202,7 @@ impl ImageStore {
                         puller.blob_to_file(&digest, size, &dest, &report).await?;
                         dest
                     };
-                    Ok::<_, PullError>(PendingLayer {
+                    let layer = PendingLayer {
                         name: digest,
                         file: StagedFile {
                             path,
@@ -210,21 +210,31 @@ impl ImageStore {
                             sha256: hex,
                         },
                         diff_id,
+                    };
+                    // Unpack now, while the other layers still download.
+                    let store = self.clone();
+                    let (layer, unpacked) = tokio::task::spawn_blocking(move || {
+                        let r = store.prepare_layer(&layer);
+                        (layer, r)
                     })
+                    .await
+                    .map_err(|e| malformed(name, format!("unpack task failed: {e}")))?;
+                    Ok::<_, PullError>((layer, unpacked?))
                 }
             })
             .buffered(PARALLEL_BLOBS)
             .try_collect()
             .await?;
+        let (layers, sizes): (Vec<PendingLayer>, Vec<u64>) = fetched.into_iter().unzip();
         let pending = PendingImage {
             refs: vec![name.to_owned()],
             config_file,
             config,
             manifest: Some(manifest_file),
-            layers: fetched,
+            layers,
         };
         let store = self.clone();
-        let image = tokio::task::spawn_blocking(move || store.commit_pending(pending))
+        let image = tokio::task::spawn_blocking(move || store.commit_prepared(pending, &sizes))
             .await
             .map_err(|e| malformed(name, format!("unpack task failed: {e}")))??;
         Ok((image, done.load(Ordering::Relaxed)))
