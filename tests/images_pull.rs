@@ -339,3 +339,47 @@ fn walk(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_layer_from_a_registry_writes_nothing_outside_the_store() {
+    use common::tarball::{docker_archive, tar_of, Entry};
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside dir");
+    // A symlink to an absolute path outside, then a write through it; and a `..` entry.
+    let layers = [
+        tar_of(&[
+            Entry::link(
+                "evil",
+                tar::EntryType::Symlink,
+                outside.to_str().expect("utf8"),
+            ),
+            Entry::file("evil/pwned", b"x"),
+        ]),
+        tar_of(&[Entry::file("../../../escape", b"x")]),
+    ];
+    for (i, layer) in layers.iter().enumerate() {
+        let tar = tmp.path().join(format!("hostile{i}.tar"));
+        std::fs::write(&tar, docker_archive(&[layer], &format!("hostile:{i}"))).expect("tar");
+        reg.push_archive(&tar, &format!("hostile:{i}"));
+        let root = tmp.path().join(format!("s{i}"));
+        let store = store_for(&root, "linux/amd64");
+        let image = format!("{}/hostile:{i}", reg.host());
+        let text = match pull(&store, &image).await {
+            Ok(_) => panic!("hostile layer {i} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            text.contains("escape") || text.contains("symlink"),
+            "{text}"
+        );
+        assert!(store.resolve(&image).expect("resolve").is_none());
+        assert!(
+            files_under(&outside).is_empty(),
+            "layer {i} wrote outside: {:?}",
+            files_under(&outside)
+        );
+        assert!(!tmp.path().join("escape").exists() && !Path::new("/escape").exists());
+    }
+}

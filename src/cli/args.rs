@@ -316,6 +316,12 @@ pub struct ApplyArgs {
     /// Namespace for objects that name none [default: the context's, else "default"]
     #[arg(short, long, value_name = "NS")]
     pub namespace: Option<String>,
+    /// Wait until the applied pods and workloads are ready, showing image pull progress
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long, e.g. 5m; 0 waits forever
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// kubectl's `-o` formats.
