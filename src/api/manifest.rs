@@ -308,6 +308,17 @@ fn decode_object(
             super::secret::validate_secret(&sec).map_err(|e| validation_error(doc, prefix, e))?;
             Ok(Object::Secret(Box::new(sec)))
         }
+        ("v1", "ConfigMap") => {
+            let cm: super::configmap::ConfigMap = typed(doc, prefix, Value::Mapping(map))?;
+            super::configmap::validate_configmap(&cm)
+                .map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::ConfigMap(Box::new(cm)))
+        }
+        ("v1", "PersistentVolumeClaim") => {
+            let c: super::pvc::PersistentVolumeClaim = typed(doc, prefix, Value::Mapping(map))?;
+            super::pvc::validate_claim(&c).map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::PersistentVolumeClaim(Box::new(c)))
+        }
         (_, "ReplicaSet" | "Deployment") => Err(doc_error(
             doc,
             join_path(prefix, "apiVersion"),
@@ -384,6 +395,14 @@ fn explain(segments: &[Segment], message: &str) -> (String, String) {
         if unsupported_fields(parent).contains(&field) {
             return (path, "not supported yet".into());
         }
+        if is_volume(parent) && crate::api::volume::UNSUPPORTED_SOURCES.contains(&field) {
+            return (
+                path,
+                format!(
+                    "volume type {field} is not supported by herd (supported: emptyDir, hostPath, configMap, secret, persistentVolumeClaim)"
+                ),
+            );
+        }
         let known = words.get(1..).unwrap_or_default();
         let message = match closest(field, known) {
             Some(s) => format!("unknown field (did you mean {s}?)"),
@@ -396,6 +415,21 @@ fn explain(segments: &[Segment], message: &str) -> (String, String) {
         return (join_path(&path, field), "is required".into());
     }
     (path, message.to_string())
+}
+
+/// True when `parent` is a pod's (or pod template's) `spec.volumes[i]`.
+fn is_volume(parent: &[Segment]) -> bool {
+    let keys: Vec<&str> = parent
+        .iter()
+        .filter_map(|s| match s {
+            Segment::Map { key } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    matches!(
+        keys.as_slice(),
+        ["spec", "volumes"] | ["spec", "template", "spec", "volumes"]
+    )
 }
 
 /// Kubernetes fields of each type that herd does not implement yet, found by the shape of the
@@ -447,7 +481,6 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "setHostnameAsFQDN",
             "shareProcessNamespace",
             "subdomain",
-            "volumes",
         ],
         ["spec", "affinity"] => &["podAffinity"],
         ["spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms"]
@@ -480,8 +513,10 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "terminationMessagePolicy",
             "tty",
             "volumeDevices",
-            "volumeMounts",
         ],
+        ["spec", "containers", "volumeMounts"] => {
+            &["mountPropagation", "recursiveReadOnly", "subPathExpr"]
+        }
         ["spec", "securityContext"] => &[
             "appArmorProfile",
             "fsGroupChangePolicy",
@@ -770,8 +805,15 @@ spec:
                 "apiVersion",
             ),
             (
-                DEPLOYMENT.replace("  template:", "  volumes: []\n  template:"),
-                "spec.volumes",
+                DEPLOYMENT.replace("  template:", "  hostAliases: []\n  template:"),
+                "spec.hostAliases",
+            ),
+            (
+                DEPLOYMENT.replace(
+                    "image: busybox",
+                    "image: busybox\n      volumes: [{name: v, gitRepo: {repository: x}}]",
+                ),
+                "spec.template.spec.volumes[0].gitRepo",
             ),
             (
                 DEPLOYMENT.replace(
@@ -999,10 +1041,41 @@ spec:
                 "not supported yet",
             ),
             (
-                with("  restartPolicy: OnFailure\n", "  volumes: []\n"),
+                with("  restartPolicy: OnFailure\n", "  hostAliases: []\n"),
                 1,
-                "spec.volumes",
+                "spec.hostAliases",
                 "not supported yet",
+            ),
+            (
+                with(
+                    "  restartPolicy: OnFailure\n",
+                    "  volumes: [{name: n, nfs: {server: x, path: /}}]\n",
+                ),
+                1,
+                "spec.volumes[0].nfs",
+                "volume type nfs is not supported by herd",
+            ),
+            (
+                with(
+                    "    image: nginx:1.27\n",
+                    "    image: nginx:1.27\n    volumeMounts: [{name: v, mountPath: /v, mountPropagation: Bidirectional}]\n",
+                ),
+                1,
+                "spec.containers[0].volumeMounts[0].mountPropagation",
+                "not supported yet",
+            ),
+            (
+                with(
+                    "  restartPolicy: OnFailure\n",
+                    "  volumes: [{name: v, emptyDir: {}}]\n",
+                )
+                .replace(
+                    "    image: nginx:1.27\n",
+                    "    image: nginx:1.27\n    volumeMounts: [{name: w, mountPath: /v}]\n",
+                ),
+                1,
+                "spec.containers[0].volumeMounts[0].name",
+                "volume \"w\" is not in spec.volumes",
             ),
             (
                 with("  labels:\n", "  finalizers: []\n  labels:\n"),

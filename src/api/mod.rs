@@ -2,11 +2,13 @@
 //! parsing. Pure: no I/O.
 
 pub mod apps;
+pub mod configmap;
 pub mod manifest;
 pub mod meta;
 pub mod node;
 pub mod pod;
 pub mod probe;
+pub mod pvc;
 pub mod quantity;
 pub mod scheduling;
 pub mod secret;
@@ -16,6 +18,7 @@ pub mod validate;
 pub mod validate_apps;
 pub mod validate_scheduling;
 pub mod validate_security;
+pub mod volume;
 
 pub use meta::{Condition, List, ObjectMeta, Status};
 pub use node::Node;
@@ -31,6 +34,8 @@ pub enum Object {
     ReplicaSet(Box<apps::ReplicaSet>),
     Deployment(Box<apps::Deployment>),
     Secret(Box<secret::Secret>),
+    ConfigMap(Box<configmap::ConfigMap>),
+    PersistentVolumeClaim(Box<pvc::PersistentVolumeClaim>),
 }
 
 impl Object {
@@ -40,6 +45,8 @@ impl Object {
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Deployment(_) => "Deployment",
             Object::Secret(_) => "Secret",
+            Object::ConfigMap(_) => "ConfigMap",
+            Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
         }
     }
 
@@ -49,6 +56,8 @@ impl Object {
             Object::ReplicaSet(r) => &r.metadata,
             Object::Deployment(d) => &d.metadata,
             Object::Secret(s) => &s.metadata,
+            Object::ConfigMap(c) => &c.metadata,
+            Object::PersistentVolumeClaim(c) => &c.metadata,
         }
     }
 }

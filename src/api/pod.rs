@@ -57,6 +57,8 @@ pub struct PodSpec {
     pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<PodSecurityContext>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<super::volume::Volume>,
 }
 
 /// Kubernetes' default grace period.
@@ -107,6 +109,8 @@ pub struct Container {
     pub startup_probe: Option<Probe>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_context: Option<SecurityContext>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<super::volume::VolumeMount>,
 }
 
 /// One `ports[]` entry. `hostPort`/`hostIP` are not supported yet (see `manifest`).

@@ -54,7 +54,7 @@ impl Secret {
     }
 }
 
-fn valid_key(k: &str) -> bool {
+pub(crate) fn valid_key(k: &str) -> bool {
     !k.is_empty()
         && k.len() <= 253
         && k != "."

@@ -20,7 +20,8 @@ pub struct PodSecurityContext {
     /// Extra groups of every container's first process, on top of the image's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub supplemental_groups: Vec<i64>,
-    /// Added to every container's groups. herd has no volumes yet, so there is nothing to chown.
+    /// Added to every container's groups; owns writable volume roots (setgid) and ConfigMap/
+    /// Secret files (group-readable), as in Kubernetes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fs_group: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -234,6 +234,7 @@ pub fn validate_pod(pod: &Pod) -> Result<(), ValidationError> {
         .extend(super::validate_scheduling::validate_scheduling(spec));
     errs.0
         .extend(super::validate_security::validate_security(spec));
+    errs.0.extend(super::volume::validate_volumes(spec));
 
     if errs.0.is_empty() {
         Ok(())

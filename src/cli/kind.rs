@@ -9,22 +9,20 @@ pub enum Kind {
     Deployment,
     ReplicaSet,
     Secret,
+    ConfigMap,
+    PersistentVolumeClaim,
 }
 
 /// Shown in errors, so a typo gets the list of what would have worked.
 const SUPPORTED: &str = "pods (pod, po), nodes (node, no), deployments (deployment, deploy), \
-                         replicasets (replicaset, rs), secrets (secret)";
+                         replicasets (replicaset, rs), secrets (secret), configmaps (configmap, cm), \
+                         persistentvolumeclaims (persistentvolumeclaim, pvc)";
 
 /// Kubernetes kinds a kubectl user may reach for that herd does not serve yet, as
 /// (spellings, plural shown in the error).
 const NOT_YET: &[(&[&str], &str)] = &[
     (&["services", "service", "svc"], "services"),
-    (&["configmaps", "configmap", "cm"], "configmaps"),
     (&["namespaces", "namespace", "ns"], "namespaces"),
-    (
-        &["persistentvolumeclaims", "persistentvolumeclaim", "pvc"],
-        "persistentvolumeclaims",
-    ),
 ];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -59,6 +57,10 @@ impl Kind {
             "deployments" | "deployment" | "deploy" => Kind::Deployment,
             "replicasets" | "replicaset" | "rs" => Kind::ReplicaSet,
             "secrets" | "secret" => Kind::Secret,
+            "configmaps" | "configmap" | "cm" => Kind::ConfigMap,
+            "persistentvolumeclaims" | "persistentvolumeclaim" | "pvc" => {
+                Kind::PersistentVolumeClaim
+            }
             _ => {
                 if let Some((_, plural)) = NOT_YET.iter().find(|(names, _)| names.contains(&base)) {
                     return Err(KindError::NotYet {
@@ -101,6 +103,8 @@ impl Kind {
             crate::api::Object::ReplicaSet(_) => Kind::ReplicaSet,
             crate::api::Object::Deployment(_) => Kind::Deployment,
             crate::api::Object::Secret(_) => Kind::Secret,
+            crate::api::Object::ConfigMap(_) => Kind::ConfigMap,
+            crate::api::Object::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
         }
     }
 
@@ -112,6 +116,8 @@ impl Kind {
             Kind::Deployment => "deployment",
             Kind::ReplicaSet => "replicaset",
             Kind::Secret => "secret",
+            Kind::ConfigMap => "configmap",
+            Kind::PersistentVolumeClaim => "persistentvolumeclaim",
         }
     }
 
@@ -123,13 +129,19 @@ impl Kind {
             Kind::Deployment => "deployments",
             Kind::ReplicaSet => "replicasets",
             Kind::Secret => "secrets",
+            Kind::ConfigMap => "configmaps",
+            Kind::PersistentVolumeClaim => "persistentvolumeclaims",
         }
     }
 
     /// The API group: empty for the core group.
     pub fn group(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::Node | Kind::Secret => "",
+            Kind::Pod
+            | Kind::Node
+            | Kind::Secret
+            | Kind::ConfigMap
+            | Kind::PersistentVolumeClaim => "",
             Kind::Deployment | Kind::ReplicaSet => "apps",
         }
     }
@@ -142,6 +154,8 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
             Kind::Secret => "Secret",
+            Kind::ConfigMap => "ConfigMap",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
         }
     }
 
@@ -232,10 +246,7 @@ mod tests {
         for (s, plural) in [
             ("svc", "services"),
             ("service", "services"),
-            ("cm", "configmaps"),
             ("ns", "namespaces"),
-            ("pvc", "persistentvolumeclaims"),
-            ("PVC", "persistentvolumeclaims"),
         ] {
             let e = Kind::parse(s).unwrap_err();
             assert_eq!(
@@ -253,6 +264,25 @@ mod tests {
             Kind::with_name("svc/web", None),
             Err(KindError::NotYet { .. })
         ));
+    }
+
+    #[test]
+    fn configmaps_and_claims_are_served_under_their_kubectl_names() {
+        for s in ["cm", "configmap", "ConfigMaps"] {
+            assert_eq!(Kind::parse(s), Ok(Kind::ConfigMap), "{s}");
+        }
+        for s in [
+            "pvc",
+            "PVC",
+            "persistentvolumeclaim",
+            "persistentvolumeclaims",
+        ] {
+            assert_eq!(Kind::parse(s), Ok(Kind::PersistentVolumeClaim), "{s}");
+        }
+        assert_eq!(
+            Kind::PersistentVolumeClaim.object_path("default", "data"),
+            "/api/v1/namespaces/default/persistentvolumeclaims/data"
+        );
     }
 
     #[test]

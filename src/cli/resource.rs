@@ -112,6 +112,33 @@ impl Resource for crate::api::secret::Secret {
     }
 }
 
+impl Resource for crate::api::configmap::ConfigMap {
+    const KIND: Kind = Kind::ConfigMap;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn keep_server_fields(&mut self, live: &Self) {
+        keep_meta(&mut self.metadata, &live.metadata);
+    }
+}
+
+impl Resource for crate::api::pvc::PersistentVolumeClaim {
+    const KIND: Kind = Kind::PersistentVolumeClaim;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn keep_server_fields(&mut self, live: &Self) {
+        keep_meta(&mut self.metadata, &live.metadata);
+        self.status = live.status.clone();
+    }
+}
+
 impl Resource for Node {
     const KIND: Kind = Kind::Node;
     fn meta(&self) -> &ObjectMeta {

@@ -5,6 +5,8 @@
 
 pub mod topics;
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::api::{Node, Pod, PodStatus};
@@ -37,6 +39,48 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 pub struct DesiredPod {
     pub v: u32,
     pub pod: Pod,
+    /// What the pod's volumes reference, so a node only ever receives the ConfigMaps and
+    /// Secrets of pods bound to it (the gate limits it to its own desired topics). A change of
+    /// a referenced object changes this payload, which is how updates reach the node.
+    #[serde(default, skip_serializing_if = "VolumeSources::is_empty")]
+    pub sources: VolumeSources,
+}
+
+/// Content the master resolved for a pod's volumes, by the name the pod uses. `None` = the
+/// object does not exist (the worker keeps the container waiting unless `optional`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeSources {
+    /// ConfigMap name → key → base64 bytes (`data` and `binaryData` merged).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub config_maps: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    /// Secret name → key → base64 bytes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, Option<BTreeMap<String, String>>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, Option<BoundClaim>>,
+    /// Set instead of the ConfigMap/Secret content when it cannot be sent (the message would
+    /// exceed `MAX_PAYLOAD`); the worker shows it as the reason the container waits.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+impl VolumeSources {
+    pub fn is_empty(&self) -> bool {
+        self.config_maps.is_empty()
+            && self.secrets.is_empty()
+            && self.claims.is_empty()
+            && self.error.is_empty()
+    }
+}
+
+/// A claim as a node needs it: its uid (part of the directory name) and where it is bound.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BoundClaim {
+    pub uid: String,
+    /// `None` while the claim is Pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 /// The full set of pods the master wants on a node: `nodes/{node}/desired`, retained.
@@ -48,6 +92,11 @@ pub struct DesiredIndex {
     pub v: u32,
     /// `(namespace, name, uid)` of every pod assigned to the node.
     pub pods: Vec<PodKey>,
+    /// Directory names (`<ns>-<claim>-<uid>`) of every claim bound to the node. A claim
+    /// directory on the node that is not listed and not used by a running pod is deleted
+    /// (reclaim policy Delete). `None` from a master that does not send it: delete nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

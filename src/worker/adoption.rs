@@ -42,6 +42,14 @@ pub async fn adopt_or_sweep(
         .count();
     let wanted_uids: Vec<&str> = wanted.iter().map(|p| p.metadata.uid.as_str()).collect();
     sweep_dirs(images, data_dir, &plan, &wanted_uids);
+    // Volumes of pods that are gone (deleted while no agent ran); those of wanted pods stay
+    // mounted and untouched for their re-adopted containers.
+    let layout = super::volumes::Layout {
+        root: data_dir.join("volumes"),
+        node: String::new(),
+    };
+    let keep: std::collections::HashSet<&str> = wanted_uids.iter().copied().collect();
+    super::volumes::sweep(&layout, &keep);
     if adopted > 0 || !plan.remove.is_empty() {
         tracing::info!(
             adopted,

@@ -144,6 +144,9 @@ pub async fn run<R: Runtime>(
                         Err(e) => tracing::warn!(error = %e, "desired state not persisted; pods keep running"),
                     }
                     manager.reconcile(&desired);
+                    if p.topic == topics::desired_index(&node) {
+                        collect_claims(&manager, &desired);
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
@@ -218,6 +221,22 @@ pub async fn run<R: Runtime>(
             }
         }
     }
+}
+
+/// Deletes claim data the master no longer binds to this node (reclaim policy Delete), in the
+/// background; claims of running or wanted pods are never touched.
+fn collect_claims<R: Runtime>(manager: &Manager<R>, desired: &Desired) {
+    let Some(bound) = desired.index.as_ref().and_then(|i| i.claims.clone()) else {
+        return;
+    };
+    let mut in_use = manager.claims_in_use();
+    for p in desired.wanted() {
+        in_use.extend(crate::worker::volumes::claim_dirs(p, desired.sources_of(p)));
+    }
+    let layout = manager.volume_layout();
+    tokio::task::spawn_blocking(move || {
+        crate::worker::volumes::gc_claims(&layout, &bound, &in_use);
+    });
 }
 
 /// Polls the MQTT event loop forever, reconnecting with backoff and jitter, and hands the
@@ -365,10 +384,12 @@ fn handle_publish(
             let key = (ns.to_string(), pod.to_string());
             if payload.is_empty() {
                 desired.specs.remove(&key);
+                desired.sources.remove(&key);
                 return false;
             }
             match proto::decode::<DesiredPod>(topic, payload) {
                 Ok(d) if d.pod.metadata.ns() == ns && d.pod.metadata.name == pod => {
+                    desired.sources.insert(key.clone(), d.sources);
                     desired.specs.insert(key, d.pod);
                 }
                 Ok(_) => {

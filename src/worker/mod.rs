@@ -10,6 +10,7 @@ pub mod pods;
 pub mod pulling;
 pub mod runtime;
 pub mod state;
+pub mod volumes;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -103,7 +104,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         }
     })?;
     let dir = &cfg.data_dir;
-    for sub in ["containers", "logs", "images", "state"] {
+    for sub in ["containers", "logs", "images", "state", "volumes"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|source| WorkerError::DataDir {
             path: dir.join(sub),
             source,
@@ -162,6 +163,10 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             logs_dir: dir.join("logs"),
             backoff_base: cfg.backoff_base,
             log_max_bytes: 10 << 20,
+            volumes: volumes::Layout {
+                root: dir.join("volumes"),
+                node: creds.node_name.clone(),
+            },
             pull,
         },
         reports_tx,

@@ -73,6 +73,8 @@ impl DesiredFile {
         let Some(index) = &desired.index else {
             return Ok(false);
         };
+        // Volume content (secrets!) never goes to disk: the master resends it.
+        let desired = &desired.persisted();
         if self.last.as_ref() == Some(desired) {
             return Ok(false);
         }
@@ -123,6 +125,7 @@ fn load(path: &Path) -> Result<Option<Desired>, StateError> {
     Ok(Some(Desired {
         index: Some(disk.index),
         specs,
+        sources: Default::default(),
     }))
 }
 
@@ -152,11 +155,13 @@ mod tests {
                         uid: p.metadata.uid.clone(),
                     })
                     .collect(),
+                claims: None,
             }),
             specs: pods
                 .iter()
                 .map(|p| (("default".into(), p.metadata.name.clone()), p.clone()))
                 .collect(),
+            sources: Default::default(),
         }
     }
 
@@ -187,6 +192,33 @@ mod tests {
         assert!(again
             .save(&desired(&[pod("a", "u1"), pod("b", "u2")]))
             .unwrap());
+    }
+
+    #[test]
+    fn volume_content_never_reaches_the_file_and_its_changes_cause_no_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DESIRED_FILE);
+        let mut d = desired(&[pod("a", "u1")]);
+        let mut src = crate::proto::VolumeSources::default();
+        src.secrets.insert(
+            "db".into(),
+            Some([("password".to_string(), "aHVudGVyMg==".to_string())].into()),
+        );
+        d.sources
+            .insert(("default".into(), "a".into()), src.clone());
+        let (mut f, _) = DesiredFile::open(dir.path());
+        assert!(f.save(&d).unwrap());
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("aHVudGVyMg=="),
+            "secret data on disk: {text}"
+        );
+        // A changed secret alone is not a reason to write (SD-card wear, and nothing to save).
+        src.secrets.insert("db".into(), None);
+        d.sources.insert(("default".into(), "a".into()), src);
+        assert!(!f.save(&d).unwrap());
+        let (_, loaded) = DesiredFile::open(dir.path());
+        assert!(loaded.unwrap().sources.is_empty());
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub async fn apply(
             Object::Deployment(d) => apply_one(s, &ns, *d).await?,
             Object::ReplicaSet(r) => apply_one(s, &ns, *r).await?,
             Object::Secret(sec) => apply_one(s, &ns, *sec).await?,
+            Object::ConfigMap(cm) => apply_one(s, &ns, *cm).await?,
+            Object::PersistentVolumeClaim(c) => apply_one(s, &ns, *c).await?,
         };
         writeln!(out, "{} {verb}", kind.ref_name(&name))?;
     }

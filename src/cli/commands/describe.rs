@@ -53,9 +53,88 @@ pub async fn describe(s: &Session, args: &DescribeArgs, out: Out<'_>) -> anyhow:
             let x: crate::api::secret::Secret = s.client.get(&kind.object_path(&ns, &name)).await?;
             describe_secret(&x)
         }
+        Kind::ConfigMap => {
+            let x: crate::api::configmap::ConfigMap =
+                s.client.get(&kind.object_path(&ns, &name)).await?;
+            describe_configmap(&x)
+        }
+        Kind::PersistentVolumeClaim => {
+            let x: crate::api::pvc::PersistentVolumeClaim =
+                s.client.get(&kind.object_path(&ns, &name)).await?;
+            describe_claim(&x)
+        }
     };
     out.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Like kubectl: every key with its value (a ConfigMap is not secret); binary keys by size.
+fn describe_configmap(x: &crate::api::configmap::ConfigMap) -> String {
+    use base64::Engine;
+    let mut out = String::new();
+    kv(&mut out, 0, 14, "Name", &x.metadata.name);
+    kv(&mut out, 0, 14, "Namespace", x.metadata.ns());
+    kv(
+        &mut out,
+        0,
+        14,
+        "Immutable",
+        if x.immutable == Some(true) {
+            "true"
+        } else {
+            "false"
+        },
+    );
+    out.push_str("\nData\n====\n");
+    for (k, v) in &x.data {
+        out.push_str(&format!("{k}:\n----\n{v}\n\n"));
+    }
+    out.push_str("\nBinaryData\n====\n");
+    for (k, v) in &x.binary_data {
+        let n = base64::engine::general_purpose::STANDARD
+            .decode(v.trim())
+            .map_or(0, |b| b.len());
+        out.push_str(&format!("{k}: {n} bytes\n"));
+    }
+    out
+}
+
+fn describe_claim(x: &crate::api::pvc::PersistentVolumeClaim) -> String {
+    let mut out = String::new();
+    kv(&mut out, 0, 14, "Name", &x.metadata.name);
+    kv(&mut out, 0, 14, "Namespace", x.metadata.ns());
+    kv(&mut out, 0, 14, "StorageClass", "local-path");
+    kv(&mut out, 0, 14, "Status", x.phase());
+    kv(&mut out, 0, 14, "Node", x.node().unwrap_or("<none>"));
+    kv(
+        &mut out,
+        0,
+        14,
+        "Capacity",
+        x.spec
+            .resources
+            .requests
+            .get("storage")
+            .map_or("<unset>", String::as_str),
+    );
+    kv(
+        &mut out,
+        0,
+        14,
+        "Access Modes",
+        &x.spec.access_modes.join(","),
+    );
+    kv(&mut out, 0, 14, "VolumeMode", "Filesystem");
+    if x.node().is_some() {
+        kv(
+            &mut out,
+            0,
+            14,
+            "Path on node",
+            &format!("<worker data>/volumes/pvc/{}", x.dir_name()),
+        );
+    }
+    out
 }
 
 /// Like kubectl: key names and sizes, never the values.
@@ -184,6 +263,7 @@ pub fn describe_pod(p: &Pod) -> String {
             .collect();
         indent_table(&mut o, &["Type", "Status"], &rows);
     }
+    describe_volumes(&mut o, &p.spec.volumes);
     o
 }
 
@@ -251,6 +331,105 @@ fn describe_container(o: &mut String, c: &Container, st: Option<&ContainerStatus
         let w = c.env.iter().map(|e| e.name.len()).max().unwrap_or(0) + 3;
         for e in &c.env {
             kv(o, 6, w, &e.name, &e.value);
+        }
+    }
+    if c.volume_mounts.is_empty() {
+        kv(o, 4, CW, "Mounts", "<none>");
+    } else {
+        let _ = writeln!(o, "    Mounts:");
+        for m in &c.volume_mounts {
+            let sub = if m.sub_path.is_empty() {
+                String::new()
+            } else {
+                format!(", path = {:?}", m.sub_path)
+            };
+            let mode = if m.read_only { "ro" } else { "rw" };
+            let _ = writeln!(o, "      {} from {} ({mode}{sub})", m.mount_path, m.name);
+        }
+    }
+}
+
+/// kubectl's Volumes block: each volume with its source.
+fn describe_volumes(o: &mut String, volumes: &[crate::api::volume::Volume]) {
+    use crate::api::volume::Source;
+    o.push_str("Volumes:\n");
+    if volumes.is_empty() {
+        o.push_str("  <none>\n");
+    }
+    const VW: usize = 12;
+    for v in volumes {
+        let _ = writeln!(o, "  {}:", v.name);
+        match v.source() {
+            Some(Source::EmptyDir(e)) => {
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "Type",
+                    "EmptyDir (a temporary directory that shares a pod's lifetime)",
+                );
+                kv(o, 4, VW, "Medium", &e.medium);
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "SizeLimit",
+                    e.size_limit.as_deref().unwrap_or("<unset>"),
+                );
+            }
+            Some(Source::HostPath(h)) => {
+                kv(o, 4, VW, "Type", "HostPath (bare host directory volume)");
+                kv(o, 4, VW, "Path", &h.path);
+                kv(o, 4, VW, "HostPathType", &h.type_);
+            }
+            Some(Source::ConfigMap(c)) => {
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "Type",
+                    "ConfigMap (a volume populated by a ConfigMap)",
+                );
+                kv(o, 4, VW, "Name", &c.name);
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "Optional",
+                    if c.optional == Some(true) {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                );
+            }
+            Some(Source::Secret(s)) => {
+                kv(o, 4, VW, "Type", "Secret (a volume populated by a Secret)");
+                kv(o, 4, VW, "SecretName", &s.secret_name);
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "Optional",
+                    if s.optional == Some(true) {
+                        "true"
+                    } else {
+                        "false"
+                    },
+                );
+            }
+            Some(Source::Claim(c)) => {
+                kv(o, 4, VW, "Type", "PersistentVolumeClaim (a reference to a PersistentVolumeClaim in the same namespace)");
+                kv(o, 4, VW, "ClaimName", &c.claim_name);
+                kv(
+                    o,
+                    4,
+                    VW,
+                    "ReadOnly",
+                    if c.read_only { "true" } else { "false" },
+                );
+            }
+            None => kv(o, 4, VW, "Type", "<none>"),
         }
     }
 }
@@ -523,6 +702,34 @@ mod tests {
         ] {
             assert!(d.contains(want), "missing {want:?} in\n{d}");
         }
+    }
+
+    #[test]
+    fn mounts_and_volumes_are_listed_like_kubectl() {
+        use crate::api::volume::{ConfigMapSource, Volume, VolumeMount};
+        let mut p = web();
+        p.spec.volumes = vec![Volume {
+            name: "cfg".into(),
+            config_map: Some(ConfigMapSource {
+                name: "app".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        p.spec.containers[0].volume_mounts = vec![VolumeMount {
+            name: "cfg".into(),
+            mount_path: "/etc/app".into(),
+            read_only: true,
+            sub_path: String::new(),
+        }];
+        let d = describe_pod(&p);
+        for want in [
+            "    Mounts:\n      /etc/app from cfg (ro)\n",
+            "Volumes:\n  cfg:\n    Type:       ConfigMap (a volume populated by a ConfigMap)\n    Name:       app\n",
+        ] {
+            assert!(d.contains(want), "missing {want:?} in\n{d}");
+        }
+        assert!(describe_pod(&web()).contains("Volumes:\n  <none>\n"));
     }
 
     #[test]

@@ -51,6 +51,18 @@ pub async fn get(s: &Session, args: &GetArgs, out: Out<'_>) -> anyhow::Result<()
             fetch(s, &req, |r: &[ReplicaSet]| replica_sets_table(r, fmt, all)).await?
         }
         Kind::Secret => fetch(s, &req, |x: &[Secret]| secrets_table(x, all)).await?,
+        Kind::ConfigMap => {
+            fetch(s, &req, |x: &[crate::api::configmap::ConfigMap]| {
+                configmaps_table(x, all)
+            })
+            .await?
+        }
+        Kind::PersistentVolumeClaim => {
+            fetch(s, &req, |x: &[crate::api::pvc::PersistentVolumeClaim]| {
+                claims_table(x, all)
+            })
+            .await?
+        }
     };
     match text {
         Some(t) => out.write_all(t.as_bytes())?,
@@ -320,6 +332,70 @@ pub fn secrets_table(secrets: &[Secret], with_ns: bool) -> String {
                 x.metadata.name.clone(),
                 x.type_.clone(),
                 x.data.len().to_string(),
+                age(x.metadata.creation_timestamp.as_deref()),
+            ];
+            if with_ns {
+                row.insert(0, x.metadata.ns().to_string());
+            }
+            row
+        })
+        .collect();
+    table::render(&header, &rows)
+}
+
+/// kubectl's columns: name, key count, age.
+pub fn configmaps_table(items: &[crate::api::configmap::ConfigMap], with_ns: bool) -> String {
+    let mut header = vec!["NAME", "DATA", "AGE"];
+    if with_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|x| {
+            let mut row = vec![
+                x.metadata.name.clone(),
+                (x.data.len() + x.binary_data.len()).to_string(),
+                age(x.metadata.creation_timestamp.as_deref()),
+            ];
+            if with_ns {
+                row.insert(0, x.metadata.ns().to_string());
+            }
+            row
+        })
+        .collect();
+    table::render(&header, &rows)
+}
+
+/// kubectl's columns, with the node a bound claim lives on in place of the volume name.
+pub fn claims_table(items: &[crate::api::pvc::PersistentVolumeClaim], with_ns: bool) -> String {
+    let mut header = vec!["NAME", "STATUS", "NODE", "CAPACITY", "ACCESS MODES", "AGE"];
+    if with_ns {
+        header.insert(0, "NAMESPACE");
+    }
+    let rows: Vec<Vec<String>> = items
+        .iter()
+        .map(|x| {
+            let modes: Vec<&str> = x
+                .spec
+                .access_modes
+                .iter()
+                .map(|m| match m.as_str() {
+                    "ReadWriteOnce" => "RWO",
+                    "ReadWriteOncePod" => "RWOP",
+                    other => other,
+                })
+                .collect();
+            let mut row = vec![
+                x.metadata.name.clone(),
+                x.phase().to_string(),
+                x.node().unwrap_or("").to_string(),
+                x.spec
+                    .resources
+                    .requests
+                    .get("storage")
+                    .cloned()
+                    .unwrap_or_default(),
+                modes.join(","),
                 age(x.metadata.creation_timestamp.as_deref()),
             ];
             if with_ns {

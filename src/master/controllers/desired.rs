@@ -6,10 +6,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use base64::Engine;
+
+use crate::api::configmap::ConfigMap;
+use crate::api::pvc::PersistentVolumeClaim;
+use crate::api::secret::Secret;
+use crate::api::volume::references;
 use crate::api::{Pod, PodStatus};
 use crate::master::bus::Bus;
 use crate::master::store::{Store, StoreError};
-use crate::proto::{self, topics, DesiredIndex, DesiredPod, PodKey};
+use crate::proto::{self, topics, BoundClaim, DesiredIndex, DesiredPod, PodKey, VolumeSources};
 
 /// node → (ns, name) → payload bytes; plus the index payload per node.
 #[derive(Default, Debug, Clone, PartialEq)]
@@ -18,8 +24,70 @@ pub struct Picture {
     pub index: BTreeMap<String, Vec<u8>>,
 }
 
+/// The objects pod volumes may reference, by (namespace, name).
+#[derive(Default, Debug, Clone)]
+pub struct Referenced {
+    pub config_maps: BTreeMap<(String, String), ConfigMap>,
+    pub secrets: BTreeMap<(String, String), Secret>,
+    pub claims: BTreeMap<(String, String), PersistentVolumeClaim>,
+}
+
+impl Referenced {
+    pub fn new(
+        config_maps: Vec<ConfigMap>,
+        secrets: Vec<Secret>,
+        claims: Vec<PersistentVolumeClaim>,
+    ) -> Self {
+        let key = |m: &crate::api::ObjectMeta| (m.ns().to_string(), m.name.clone());
+        Referenced {
+            config_maps: config_maps
+                .into_iter()
+                .map(|c| (key(&c.metadata), c))
+                .collect(),
+            secrets: secrets.into_iter().map(|s| (key(&s.metadata), s)).collect(),
+            claims: claims.into_iter().map(|c| (key(&c.metadata), c)).collect(),
+        }
+    }
+}
+
+/// Pure: the content a pod's volumes reference, resolved in the pod's namespace.
+pub fn sources_for(pod: &Pod, refs: &Referenced) -> VolumeSources {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let ns = pod.metadata.ns().to_string();
+    let wanted = references(&pod.spec);
+    let mut out = VolumeSources::default();
+    for name in wanted.config_maps {
+        let data = refs.config_maps.get(&(ns.clone(), name.clone())).map(|c| {
+            c.files()
+                .into_iter()
+                .map(|(k, v)| (k, b64.encode(v)))
+                .collect()
+        });
+        out.config_maps.insert(name, data);
+    }
+    for name in wanted.secrets {
+        let data = refs
+            .secrets
+            .get(&(ns.clone(), name.clone()))
+            .map(|s| s.data.clone());
+        out.secrets.insert(name, data);
+    }
+    for name in wanted.claims {
+        let bound = refs
+            .claims
+            .get(&(ns.clone(), name.clone()))
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .map(|c| BoundClaim {
+                uid: c.metadata.uid.clone(),
+                node: c.node().map(str::to_string),
+            });
+        out.claims.insert(name, bound);
+    }
+    out
+}
+
 /// Pure: the retained messages the store implies. Status is stripped (it flows the other way).
-pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>) -> Picture {
+pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>, refs: &Referenced) -> Picture {
     let mut pic = Picture::default();
     for n in nodes {
         pic.pods.entry(n.clone()).or_default();
@@ -33,10 +101,24 @@ pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>) -> Picture {
         // Every status write bumps the resource version; it must not make the desired
         // message differ, or each status report would be echoed back to the worker.
         desired.metadata.resource_version = String::new();
-        let payload = proto::encode(&DesiredPod {
+        let mut msg = DesiredPod {
             v: proto::VERSION,
+            sources: sources_for(&desired, refs),
             pod: desired,
-        });
+        };
+        let mut payload = proto::encode(&msg);
+        if payload.len() > proto::MAX_PAYLOAD {
+            // Never publish what the broker and worker would refuse (it would also stall every
+            // other publish): send the pod without the content, and say why.
+            let size = payload.len();
+            msg.sources.config_maps.clear();
+            msg.sources.secrets.clear();
+            msg.sources.error = format!(
+                "the ConfigMaps and Secrets this pod mounts are {size} bytes encoded, more than the {} byte message limit",
+                proto::MAX_PAYLOAD
+            );
+            payload = proto::encode(&msg);
+        }
         pic.pods.entry(node).or_default().insert(
             (p.metadata.ns().to_string(), p.metadata.name.clone()),
             payload,
@@ -52,6 +134,12 @@ pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>) -> Picture {
             )
         })
         .collect();
+    let mut claims: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for c in refs.claims.values() {
+        if let Some(n) = c.node() {
+            claims.entry(n).or_default().push(c.dir_name());
+        }
+    }
     for (node, set) in &pic.pods {
         let keys = set
             .keys()
@@ -72,6 +160,7 @@ pub fn picture(pods: &[Pod], nodes: &BTreeSet<String>) -> Picture {
             proto::encode(&DesiredIndex {
                 v: proto::VERSION,
                 pods: keys,
+                claims: Some(claims.get(node.as_str()).cloned().unwrap_or_default()),
             }),
         );
     }
@@ -120,7 +209,16 @@ fn load(store: &Store) -> Result<Picture, StoreError> {
         .into_iter()
         .map(|n| n.metadata.name)
         .collect();
-    Ok(picture(&pods, &nodes))
+    // Secrets are decrypted to be listed: only when some pod mounts anything at all.
+    let any_volumes = pods
+        .iter()
+        .any(|p| p.spec.node_name.is_some() && !p.spec.volumes.is_empty());
+    let refs = if any_volumes {
+        Referenced::new(store.list(None)?, store.list(None)?, store.list(None)?)
+    } else {
+        Referenced::new(Vec::new(), Vec::new(), store.list(None)?)
+    };
+    Ok(picture(&pods, &nodes, &refs))
 }
 
 pub async fn run(store: Arc<Store>, bus: Arc<Bus>) {
@@ -196,6 +294,7 @@ mod tests {
         let new = picture(
             &[pod("a", Some("w1"), "u1"), pod("b", None, "u2")],
             &nodes(&["w1", "w2"]),
+            &Referenced::default(),
         );
         let out = diff(&Picture::default(), &new);
         let topics: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
@@ -215,15 +314,19 @@ mod tests {
         let mut q = p.clone();
         q.status.message = "running".into();
         q.metadata.resource_version = "42".into();
-        let old = picture(&[p], &nodes(&["w1"]));
-        let new = picture(&[q], &nodes(&["w1"]));
+        let old = picture(&[p], &nodes(&["w1"]), &Referenced::default());
+        let new = picture(&[q], &nodes(&["w1"]), &Referenced::default());
         assert!(diff(&old, &new).is_empty());
     }
 
     #[test]
     fn a_removed_pod_clears_its_retained_message_after_the_index_drops_it() {
-        let old = picture(&[pod("a", Some("w1"), "u1")], &nodes(&["w1"]));
-        let new = picture(&[], &nodes(&["w1"]));
+        let old = picture(
+            &[pod("a", Some("w1"), "u1")],
+            &nodes(&["w1"]),
+            &Referenced::default(),
+        );
+        let new = picture(&[], &nodes(&["w1"]), &Referenced::default());
         let out = diff(&old, &new);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].0, "herd/v1/nodes/w1/desired");
@@ -231,5 +334,95 @@ mod tests {
             out[1],
             ("herd/v1/nodes/w1/desired/default/a".to_string(), vec![])
         );
+    }
+
+    #[test]
+    fn a_changed_configmap_changes_only_the_payload_of_pods_using_it() {
+        use crate::api::volume::{ConfigMapSource, SecretSource, Volume};
+        let mut p = pod("a", Some("w1"), "u1");
+        p.spec.volumes = vec![
+            Volume {
+                name: "cfg".into(),
+                config_map: Some(ConfigMapSource {
+                    name: "app".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            Volume {
+                name: "sec".into(),
+                secret: Some(SecretSource {
+                    secret_name: "db".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ];
+        let other = pod("b", Some("w2"), "u2");
+        let mut cm = ConfigMap::default();
+        cm.metadata.name = "app".into();
+        cm.data.insert("k".into(), "one".into());
+        let refs = Referenced::new(vec![cm.clone()], vec![], vec![]);
+        let old = picture(&[p.clone(), other.clone()], &nodes(&["w1", "w2"]), &refs);
+        let sent: DesiredPod =
+            serde_json::from_slice(&old.pods["w1"][&("default".into(), "a".into())]).unwrap();
+        assert_eq!(
+            sent.sources.config_maps["app"].as_ref().unwrap()["k"],
+            "b25l"
+        );
+        // The secret does not exist: sent as missing, so the worker can say so.
+        assert_eq!(sent.sources.secrets["db"], None);
+        cm.data.insert("k".into(), "two".into());
+        let refs = Referenced::new(vec![cm], vec![], vec![]);
+        let new = picture(&[p, other], &nodes(&["w1", "w2"]), &refs);
+        let out = diff(&old, &new);
+        let topics: Vec<&str> = out.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(topics, ["herd/v1/nodes/w1/desired/default/a"]);
+    }
+
+    #[test]
+    fn content_over_the_message_limit_is_replaced_by_an_error() {
+        use crate::api::volume::{SecretSource, Volume};
+        let mut p = pod("a", Some("w1"), "u1");
+        p.spec.volumes = vec![Volume {
+            name: "sec".into(),
+            secret: Some(SecretSource {
+                secret_name: "big".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }];
+        let mut s = Secret::default();
+        s.metadata.name = "big".into();
+        s.data.insert("k".into(), "A".repeat(proto::MAX_PAYLOAD));
+        let pic = picture(
+            &[p],
+            &nodes(&["w1"]),
+            &Referenced::new(vec![], vec![s], vec![]),
+        );
+        let payload = &pic.pods["w1"][&("default".into(), "a".into())];
+        assert!(payload.len() < proto::MAX_PAYLOAD);
+        let sent: DesiredPod = serde_json::from_slice(payload).unwrap();
+        assert!(sent.sources.secrets.is_empty());
+        assert!(
+            sent.sources.error.contains("message limit"),
+            "{}",
+            sent.sources.error
+        );
+    }
+
+    #[test]
+    fn each_node_index_lists_the_claims_bound_to_it() {
+        let mut c = PersistentVolumeClaim::default();
+        c.metadata.name = "data".into();
+        c.metadata.uid = "cu".into();
+        c.metadata
+            .annotations
+            .insert(crate::api::pvc::SELECTED_NODE.into(), "w2".into());
+        let refs = Referenced::new(vec![], vec![], vec![c]);
+        let pic = picture(&[], &nodes(&["w1", "w2"]), &refs);
+        let idx = |n: &str| -> DesiredIndex { serde_json::from_slice(&pic.index[n]).unwrap() };
+        assert_eq!(idx("w1").claims, Some(vec![]));
+        assert_eq!(idx("w2").claims, Some(vec!["default-data-cu".to_string()]));
     }
 }

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use crate::api::meta::set_condition;
+use crate::api::pvc::{PersistentVolumeClaim, SELECTED_NODE};
 use crate::api::{Condition, Node, Pod, PodPhase};
+use crate::master::scheduler::volumes::{placement, to_bind, ClaimPlacement, Claims};
 use crate::master::scheduler::{self, Decision};
 use crate::master::store::{Store, StoreError};
 use crate::util::time::now_rfc3339;
@@ -42,6 +44,18 @@ pub fn reconcile_with(store: &Store, platforms_of: &PlatformsOf<'_>) -> Result<u
     // Built once per pass from what the store says now, and told about each bind, so later
     // decisions in the pass see earlier ones without recounting every pod.
     let mut snapshot = scheduler::Snapshot::new(&nodes, &pods);
+    let mut claims: Vec<PersistentVolumeClaim> = store.list(None)?;
+    let live: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    // Pods already on a node (bound by an earlier pass that crashed before binding the claim,
+    // or created with `nodeName`) bind their unbound claims there.
+    for pod in &live {
+        if let Some(node) = &pod.spec.node_name {
+            bind_claims(store, &mut claims, pod, node)?;
+        }
+    }
     let mut bound = 0;
     for pod in pods
         .iter()
@@ -54,7 +68,16 @@ pub fn reconcile_with(store: &Store, platforms_of: &PlatformsOf<'_>) -> Result<u
             // Its image is being looked up; the lookup wakes the next pass.
             continue;
         };
-        match snapshot.schedule(pod, platforms.as_deref()) {
+        let decision = match placement(pod, &claims_of(&claims, &ns), &live) {
+            ClaimPlacement::Anywhere => snapshot.schedule(pod, platforms.as_deref()),
+            ClaimPlacement::Node(n) => {
+                snapshot.schedule_pinned(pod, platforms.as_deref(), Some(&n))
+            }
+            ClaimPlacement::Blocked(message) => Decision::Unschedulable {
+                message: format!("0/{} nodes are available: {message}.", nodes.len()),
+            },
+        };
+        match decision {
             Decision::Bind { node } => {
                 let uid = pod.metadata.uid.clone();
                 let res = store.update::<Pod, StoreError>(&ns, &name, |p| {
@@ -80,6 +103,7 @@ pub fn reconcile_with(store: &Store, platforms_of: &PlatformsOf<'_>) -> Result<u
                         // where it really is.
                         if let Some(on) = &p.spec.node_name {
                             snapshot.add_pod(&p, on);
+                            bind_claims(store, &mut claims, &p, on)?;
                         }
                         bound += 1;
                     }
@@ -111,6 +135,65 @@ pub fn reconcile_with(store: &Store, platforms_of: &PlatformsOf<'_>) -> Result<u
         }
     }
     Ok(bound)
+}
+
+/// The claims of one namespace by name.
+fn claims_of<'a>(claims: &'a [PersistentVolumeClaim], ns: &str) -> Claims<'a> {
+    claims
+        .iter()
+        .filter(|c| c.metadata.ns() == ns)
+        .map(|c| (c.metadata.name.as_str(), c))
+        .collect()
+}
+
+/// Binds the pod's unbound claims to `node` (WaitForFirstConsumer), in the store and in
+/// `claims` so later decisions of the pass see it.
+fn bind_claims(
+    store: &Store,
+    claims: &mut [PersistentVolumeClaim],
+    pod: &Pod,
+    node: &str,
+) -> Result<(), StoreError> {
+    let ns = pod.metadata.ns();
+    let names: Vec<String> = to_bind(pod, &claims_of(claims, ns))
+        .iter()
+        .map(|c| c.metadata.name.clone())
+        .collect();
+    for name in names {
+        let res = store.update::<PersistentVolumeClaim, StoreError>(ns, &name, |c| {
+            if c.node().is_some() {
+                return Ok(());
+            }
+            c.metadata
+                .annotations
+                .insert(SELECTED_NODE.into(), node.to_string());
+            c.status.phase = "Bound".into();
+            c.status.access_modes = c.spec.access_modes.clone();
+            c.status.capacity = c
+                .spec
+                .resources
+                .requests
+                .iter()
+                .filter(|(k, _)| k.as_str() == "storage")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            Ok(())
+        });
+        match res {
+            Ok(c) => {
+                tracing::info!(claim = %format!("{ns}/{name}"), node = c.node().unwrap_or_default(), "claim bound");
+                if let Some(slot) = claims
+                    .iter_mut()
+                    .find(|x| x.metadata.ns() == ns && x.metadata.name == name)
+                {
+                    *slot = c;
+                }
+            }
+            Err(StoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub async fn run(store: Arc<Store>, images: Arc<super::imageplatforms::ImagePlatforms>) {
@@ -214,5 +297,67 @@ mod tests {
             BTreeMap::from([("a".into(), 2), ("b".into(), 2), ("c".into(), 2)])
         );
         assert_eq!(reconcile(&store).unwrap(), 0);
+    }
+
+    fn with_claim(mut p: Pod, claim: &str) -> Pod {
+        p.spec.volumes = vec![crate::api::volume::Volume {
+            name: "data".into(),
+            persistent_volume_claim: Some(crate::api::volume::ClaimSource {
+                claim_name: claim.into(),
+                read_only: false,
+            }),
+            ..Default::default()
+        }];
+        p
+    }
+
+    #[test]
+    fn the_first_consumer_binds_a_claim_and_later_pods_follow_it() {
+        let store = Store::open_in_memory().unwrap();
+        for n in ["a", "b"] {
+            store.create(ready_node(n), "t").unwrap();
+        }
+        let mut c = PersistentVolumeClaim::default();
+        c.metadata.name = "data".into();
+        c.metadata.namespace = Some("default".into());
+        c.spec.access_modes = vec!["ReadWriteOnce".into()];
+        c.spec
+            .resources
+            .requests
+            .insert("storage".into(), "1Gi".into());
+        store.create(c, "t").unwrap();
+        store.create(with_claim(replica(0), "data"), "t").unwrap();
+        assert_eq!(reconcile(&store).unwrap(), 1);
+        let first: Pod = store.get("default", "web-0").unwrap().unwrap();
+        let node = first.spec.node_name.clone().unwrap();
+        let claim: PersistentVolumeClaim = store.get("default", "data").unwrap().unwrap();
+        assert_eq!(claim.node(), Some(node.as_str()));
+        assert_eq!(claim.phase(), "Bound");
+        assert_eq!(claim.status.capacity["storage"], "1Gi");
+        // Replica spreading alone would put the next ones on the other node.
+        for i in 1..4 {
+            store.create(with_claim(replica(i), "data"), "t").unwrap();
+        }
+        assert_eq!(reconcile(&store).unwrap(), 3);
+        let pods: Vec<Pod> = store.list(None).unwrap();
+        assert!(pods
+            .iter()
+            .all(|p| p.spec.node_name.as_deref() == Some(node.as_str())));
+        // A pod whose claim does not exist stays pending with the reason.
+        store.create(with_claim(replica(9), "nope"), "t").unwrap();
+        assert_eq!(reconcile(&store).unwrap(), 0);
+        let p: Pod = store.get("default", "web-9").unwrap().unwrap();
+        let cond = p
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "PodScheduled")
+            .unwrap();
+        assert!(
+            cond.message
+                .contains("persistentvolumeclaim \"nope\" not found"),
+            "{}",
+            cond.message
+        );
     }
 }

@@ -38,6 +38,8 @@ pub(super) enum Failure {
     TopologySpread,
     AntiAffinity,
     ExistingAntiAffinity,
+    /// The pod's local volume lives on another node.
+    VolumeNodeAffinity,
 }
 
 /// The parts of a pod the node-local filters look at, extracted once per decision.
@@ -52,6 +54,8 @@ pub(super) struct PodFilter<'a> {
     /// Per distinct node platform seen so far: whether the image runs there. Boards come in a
     /// handful of platforms, so this saves normalizing strings for every node.
     platform_cache: HashMap<String, bool>,
+    /// The only node the pod's bound claims allow (see `volumes`).
+    pub pinned: Option<&'a str>,
 }
 
 impl<'a> PodFilter<'a> {
@@ -80,6 +84,7 @@ impl<'a> PodFilter<'a> {
             platforms: image_platforms
                 .map(|ps| ps.iter().map(|p| super::normalize_platform(p)).collect()),
             platform_cache: HashMap::new(),
+            pinned: None,
         }
     }
 
@@ -107,6 +112,9 @@ impl<'a> PodFilter<'a> {
             .all(|(k, v)| node.labels.get(k) == Some(v));
         if !selector_ok || self.required.is_some_and(|r| !r.matches(&node.labels)) {
             return Err(Failure::NodeAffinity);
+        }
+        if self.pinned.is_some_and(|n| n != node.name) {
+            return Err(Failure::VolumeNodeAffinity);
         }
         if let Some(offered) = &self.platforms {
             let runs = match self.platform_cache.get(&node.platform) {
@@ -284,6 +292,9 @@ pub(super) fn unschedulable_message(
             Failure::AntiAffinity => count("node(s) didn't match pod anti-affinity rules".into()),
             Failure::ExistingAntiAffinity => {
                 count("node(s) didn't satisfy existing pods anti-affinity rules".into())
+            }
+            Failure::VolumeNodeAffinity => {
+                count("node(s) had volume node affinity conflict".into())
             }
         }
     }

@@ -18,6 +18,7 @@ mod filters;
 mod platform;
 mod scores;
 mod snapshot;
+pub mod volumes;
 
 use crate::api::quantity::{parse_bytes, parse_cpu_millis};
 use crate::api::Pod;
@@ -82,6 +83,17 @@ impl Snapshot {
     /// filter. `spec.nodeName` is not looked at: a pod that names its node is not scheduled.
     /// The snapshot is not changed: after binding, tell it with [`Snapshot::add_pod`].
     pub fn schedule(&self, pod: &Pod, image_platforms: Option<&[String]>) -> Decision {
+        self.schedule_pinned(pod, image_platforms, None)
+    }
+
+    /// `schedule` for a pod that can run only on `pinned` (its local volume lives there):
+    /// every other node fails with a volume node affinity conflict.
+    pub fn schedule_pinned(
+        &self,
+        pod: &Pod,
+        image_platforms: Option<&[String]>,
+        pinned: Option<&str>,
+    ) -> Decision {
         let nodes = &self.nodes;
         if nodes.is_empty() {
             return Decision::Unschedulable {
@@ -90,6 +102,7 @@ impl Snapshot {
         }
         let req = pod_requests(pod);
         let mut filter = PodFilter::new(pod, req, image_platforms);
+        filter.pinned = pinned;
         let mut failures: Vec<Option<Failure>> = vec![None; nodes.len()];
         let mut eligible = vec![false; nodes.len()];
         for (i, node) in nodes.iter().enumerate() {

@@ -28,6 +28,8 @@ use axum::{Extension, Json, Router};
 use super::bus::Bus;
 use super::store::{Store, StoreError};
 use crate::api::apps::{Deployment, ReplicaSet};
+use crate::api::configmap::ConfigMap;
+use crate::api::pvc::PersistentVolumeClaim;
 use crate::api::secret::Secret;
 use crate::api::Status;
 
@@ -174,6 +176,32 @@ pub fn router_with(state: AppState, limiter: Arc<ratelimit::FailureLimiter>) -> 
             get(workloads::get_one::<Secret>)
                 .put(workloads::replace::<Secret>)
                 .delete(workloads::delete::<Secret>),
+        )
+        .route("/api/v1/configmaps", get(workloads::list_all::<ConfigMap>))
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps",
+            get(workloads::list_ns::<ConfigMap>).post(workloads::create::<ConfigMap>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/configmaps/{name}",
+            get(workloads::get_one::<ConfigMap>)
+                .put(workloads::replace::<ConfigMap>)
+                .delete(workloads::delete::<ConfigMap>),
+        )
+        .route(
+            "/api/v1/persistentvolumeclaims",
+            get(workloads::list_all::<PersistentVolumeClaim>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+            get(workloads::list_ns::<PersistentVolumeClaim>)
+                .post(workloads::create::<PersistentVolumeClaim>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}",
+            get(workloads::get_one::<PersistentVolumeClaim>)
+                .put(workloads::replace::<PersistentVolumeClaim>)
+                .delete(workloads::delete::<PersistentVolumeClaim>),
         )
         .route(
             "/apis/apps/v1/deployments",

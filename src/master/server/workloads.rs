@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 use super::{blocking, ApiError, AppState};
 use crate::api::apps::{Deployment, ReplicaSet};
+use crate::api::configmap::ConfigMap;
+use crate::api::pvc::{PersistentVolumeClaim, SELECTED_NODE};
 use crate::api::secret::Secret;
 use crate::api::selector::LabelSelector;
 use crate::api::{List, Object, ObjectMeta};
@@ -30,6 +32,41 @@ pub trait Workload: Resource + serde::Serialize {
     fn labels(&self) -> &std::collections::BTreeMap<String, String> {
         &self.meta().labels
     }
+    /// Refuses an update of the stored object (`self`) to `new` (immutable data).
+    fn check_update(&self, _new: &Self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Refuses a delete (a claim still in use).
+    fn check_delete(
+        _store: &crate::master::store::Store,
+        _ns: &str,
+        _name: &str,
+    ) -> Result<(), ApiError> {
+        Ok(())
+    }
+}
+
+/// Kubernetes' rule for Secrets and ConfigMaps marked `immutable: true`: the data cannot change
+/// and the mark cannot be removed (delete and re-create instead).
+fn check_immutable<T: PartialEq>(
+    kind: &str,
+    was: Option<bool>,
+    now: Option<bool>,
+    old: &T,
+    new: &T,
+) -> Result<(), String> {
+    if was != Some(true) {
+        return Ok(());
+    }
+    if now != Some(true) {
+        return Err(format!("immutable: {kind} is immutable and the field cannot be unset (delete and re-create it)"));
+    }
+    if old != new {
+        return Err(format!(
+            "data: {kind} is immutable: its data cannot change (delete and re-create it)"
+        ));
+    }
+    Ok(())
 }
 
 /// Both workload kinds have the same shape (spec, status, metadata) at the API.
@@ -77,6 +114,109 @@ impl Workload for Secret {
     fn clear_status(&mut self) {}
     fn normalize(&mut self) {
         self.fold_string_data();
+    }
+    fn check_update(&self, new: &Self) -> Result<(), String> {
+        check_immutable(
+            "Secret",
+            self.immutable,
+            new.immutable,
+            &(&self.data, &self.type_),
+            &(&new.data, &new.type_),
+        )
+    }
+}
+
+/// ConfigMaps share the CRUD shape; what a user may change is the data.
+impl Workload for ConfigMap {
+    const PLURAL: &'static str = "configmaps";
+    const API_VERSION: &'static str = "v1";
+    fn from_object(o: Object) -> Option<Self> {
+        match o {
+            Object::ConfigMap(x) => Some(*x),
+            _ => None,
+        }
+    }
+    fn take_user_fields(&mut self, new: &Self) {
+        self.data = new.data.clone();
+        self.binary_data = new.binary_data.clone();
+        self.immutable = new.immutable;
+        self.metadata.labels = new.metadata.labels.clone();
+        self.metadata.annotations = new.metadata.annotations.clone();
+    }
+    fn clear_status(&mut self) {}
+    fn check_update(&self, new: &Self) -> Result<(), String> {
+        check_immutable(
+            "ConfigMap",
+            self.immutable,
+            new.immutable,
+            &(&self.data, &self.binary_data),
+            &(&new.data, &new.binary_data),
+        )
+    }
+}
+
+/// Claims: the spec is fixed once created except the storage request (recorded only); the
+/// binding (node annotation, status) is server-owned.
+impl Workload for PersistentVolumeClaim {
+    const PLURAL: &'static str = "persistentvolumeclaims";
+    const API_VERSION: &'static str = "v1";
+    fn from_object(o: Object) -> Option<Self> {
+        match o {
+            Object::PersistentVolumeClaim(x) => Some(*x),
+            _ => None,
+        }
+    }
+    fn take_user_fields(&mut self, new: &Self) {
+        self.spec.resources = new.spec.resources.clone();
+        self.metadata.labels = new.metadata.labels.clone();
+        let node = self.metadata.annotations.get(SELECTED_NODE).cloned();
+        self.metadata.annotations = new.metadata.annotations.clone();
+        self.metadata.annotations.remove(SELECTED_NODE);
+        if let Some(n) = node {
+            self.metadata.annotations.insert(SELECTED_NODE.into(), n);
+        }
+    }
+    fn clear_status(&mut self) {
+        self.status = Default::default();
+        self.metadata.annotations.remove(SELECTED_NODE);
+    }
+    fn check_update(&self, new: &Self) -> Result<(), String> {
+        let mut a = self.spec.clone();
+        a.resources = new.spec.resources.clone();
+        if a != new.spec {
+            return Err("spec: is immutable after creation except resources.requests".into());
+        }
+        Ok(())
+    }
+    /// Refused while a pod uses the claim (herd's answer to Kubernetes' pvc-protection
+    /// finalizer: the user deletes the pods first, nothing is left half-deleted).
+    fn check_delete(
+        store: &crate::master::store::Store,
+        ns: &str,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let pods: Vec<crate::api::Pod> = store.list(Some(ns))?;
+        let users: Vec<String> = pods
+            .iter()
+            .filter(|p| {
+                crate::api::volume::references(&p.spec)
+                    .claims
+                    .iter()
+                    .any(|c| c == name)
+            })
+            .map(|p| p.metadata.name.clone())
+            .collect();
+        if users.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "persistentvolumeclaim {name:?} is in use by pod(s) {}: delete them first",
+                users.join(", ")
+            ),
+        ))
     }
 }
 
@@ -218,6 +358,7 @@ pub async fn replace<T: Workload>(
     let store = st.store.clone();
     let updated = blocking(move || {
         store.update::<T, ApiError>(&ns, &name, |cur| {
+            cur.check_update(&new).map_err(ApiError::invalid)?;
             cur.take_user_fields(&new);
             Ok(())
         })
@@ -233,8 +374,74 @@ pub async fn delete<T: Workload>(
 ) -> Result<Json<T>, ApiError> {
     let store = st.store.clone();
     let n = name.clone();
-    blocking(move || Ok(store.delete::<T>(&ns, &n, None)?))
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(&qualified::<T>(), &name))
+    blocking(move || {
+        T::check_delete(&store, &ns, &n)?;
+        Ok(store.delete::<T>(&ns, &n, None)?)
+    })
+    .await?
+    .map(Json)
+    .ok_or_else(|| ApiError::not_found(&qualified::<T>(), &name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn immutable_secrets_and_configmaps_refuse_data_changes_and_unmarking() {
+        let mut s = Secret::default();
+        s.data.insert("k".into(), "YQ==".into());
+        s.immutable = Some(true);
+        let mut changed = s.clone();
+        changed.data.insert("k".into(), "Yg==".into());
+        let e = s.check_update(&changed).unwrap_err();
+        assert!(e.starts_with("data: Secret is immutable"), "{e}");
+        let mut unmarked = s.clone();
+        unmarked.immutable = None;
+        assert!(s
+            .check_update(&unmarked)
+            .unwrap_err()
+            .starts_with("immutable:"));
+        let mut relabelled = s.clone();
+        relabelled.metadata.labels.insert("a".into(), "b".into());
+        assert!(s.check_update(&relabelled).is_ok(), "labels may change");
+        s.immutable = None;
+        assert!(
+            s.check_update(&changed).is_ok(),
+            "a mutable Secret may change"
+        );
+
+        let c = ConfigMap {
+            immutable: Some(true),
+            ..Default::default()
+        };
+        let mut bin = c.clone();
+        bin.binary_data.insert("b".into(), "AA==".into());
+        assert!(c
+            .check_update(&bin)
+            .unwrap_err()
+            .contains("ConfigMap is immutable"));
+    }
+
+    #[test]
+    fn a_claims_spec_is_fixed_but_its_request_may_change_and_its_binding_is_kept() {
+        let mut c = PersistentVolumeClaim::default();
+        c.spec.access_modes = vec!["ReadWriteOnce".into()];
+        c.metadata
+            .annotations
+            .insert(SELECTED_NODE.into(), "w1".into());
+        let mut bigger = c.clone();
+        bigger.metadata.annotations.clear();
+        bigger
+            .spec
+            .resources
+            .requests
+            .insert("storage".into(), "2Gi".into());
+        assert!(c.check_update(&bigger).is_ok());
+        c.take_user_fields(&bigger);
+        assert_eq!(c.node(), Some("w1"), "the binding is server-owned");
+        let mut other = c.clone();
+        other.spec.access_modes = vec!["ReadWriteOncePod".into()];
+        assert!(c.check_update(&other).is_err());
+    }
 }

@@ -114,6 +114,26 @@ impl Resource for crate::api::secret::Secret {
     }
 }
 
+impl Resource for crate::api::configmap::ConfigMap {
+    const KIND: &'static str = "ConfigMap";
+    const NAMESPACED: bool = true;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn spec_value(&self) -> Value {
+        serde_json::json!({"data": self.data, "binaryData": self.binary_data})
+    }
+}
+
+resource!(
+    crate::api::pvc::PersistentVolumeClaim,
+    "PersistentVolumeClaim",
+    true
+);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Durability {
     /// fsync at commit: acknowledged writes survive power loss.

@@ -35,9 +35,14 @@ pub struct Env<R: Runtime> {
     pub logs_dir: PathBuf,
     pub backoff_base: Duration,
     pub log_max_bytes: u64,
+    /// Where pod volumes live on this node.
+    pub volumes: crate::worker::volumes::Layout,
     /// Where images come from when a pod needs one the node lacks.
     pub pull: Arc<crate::worker::pulling::PullSource>,
 }
+
+/// A pod's volumes as its volume task last prepared them; `None` before the first pass.
+pub type VolumeState = watch::Receiver<Option<Arc<crate::worker::volumes::Prepared>>>;
 
 /// A container task's report to its pod loop.
 #[derive(Debug, Clone)]
@@ -133,6 +138,7 @@ pub async fn run<R: Runtime>(
     updates: mpsc::Sender<Update>,
     mut stop: watch::Receiver<Option<i64>>,
     resume: Option<Resume>,
+    mut volumes: VolumeState,
 ) {
     let spec: Container = pod.spec.containers[index].clone();
     let uid = pod.metadata.uid.clone();
@@ -212,6 +218,28 @@ pub async fn run<R: Runtime>(
                 )
             }
             None => {
+                let mounts = match mounts_for(&spec, &mut volumes, &mut stop).await {
+                    None => return,
+                    Some(Ok(m)) => m,
+                    Some(Err(message)) => {
+                        // Volumes before the image, as the kubelet mounts before it pulls. The
+                        // kubelet's reason for a missing ConfigMap/Secret: the container waits
+                        // and starts once the volume can be prepared.
+                        let state = waiting("CreateContainerConfigError", message.clone());
+                        // Retried every few seconds: log and report only a change.
+                        if status.state != state {
+                            tracing::info!(container = %spec.name, %message, "volumes not ready");
+                            status.state = state;
+                            send(&updates, index, &status, true).await;
+                        }
+                        let _ = volumes.borrow_and_update();
+                        tokio::select! {
+                            _ = volumes.changed() => {}
+                            stopped = wait_or_stop(&mut stop, Duration::from_secs(5)) => if stopped { return },
+                        }
+                        continue;
+                    }
+                };
                 let image = match super::image::ensure(
                     &env,
                     &spec,
@@ -251,7 +279,8 @@ pub async fn run<R: Runtime>(
                 };
                 attempt += 1;
                 let (id, dir) = attempt_paths(&env, &uid, &spec.name, attempt);
-                let outcome = start_one(&env, &pod, &spec, &image, &id, &dir, attempt).await;
+                let outcome =
+                    start_one(&env, &pod, &spec, &image, &id, &dir, attempt, mounts).await;
                 match outcome {
                     Ok(s) => {
                         status.image_id = image.id.clone();
@@ -366,6 +395,33 @@ pub async fn run<R: Runtime>(
             }
         }
     }
+}
+
+/// The container's bind mounts once its pod's volumes were prepared, or why they are not
+/// ready; `None` when stopped while waiting for the first preparation.
+async fn mounts_for(
+    spec: &Container,
+    volumes: &mut VolumeState,
+    stop: &mut watch::Receiver<Option<i64>>,
+) -> Option<Result<Vec<crate::worker::runtime::BindMount>, String>> {
+    let prepared = loop {
+        if let Some(p) = volumes.borrow_and_update().clone() {
+            break p;
+        }
+        tokio::select! {
+            r = volumes.changed() => if r.is_err() { return None },
+            _ = stop.wait_for(|s| s.is_some()) => return None,
+        }
+    };
+    if spec.volume_mounts.is_empty() {
+        return Some(Ok(Vec::new()));
+    }
+    let c = spec.clone();
+    Some(
+        tokio::task::spawn_blocking(move || crate::worker::volumes::resolve_mounts(&c, &prepared))
+            .await
+            .unwrap_or_else(|e| Err(format!("resolving mounts: {e}"))),
+    )
 }
 
 /// Container id and dir of one attempt.
@@ -525,6 +581,7 @@ async fn start_one<R: Runtime>(
     id: &str,
     dir: &std::path::Path,
     attempt: u32,
+    mounts: Vec<crate::worker::runtime::BindMount>,
 ) -> Result<Started, StartFailure> {
     let confined = super::security::effective(pod, spec, &image.config.user)
         .map_err(|e| StartFailure::Config(e.to_string()))?;
@@ -573,6 +630,7 @@ async fn start_one<R: Runtime>(
         log_path,
         log_max_bytes: env.log_max_bytes,
         security: confined.security,
+        mounts,
     };
     let started = env.runtime.start(&cfg).await.map_err(|e| e.to_string())?;
     tracing::info!(container = %spec.name, pid = started.pid, "container started");

@@ -13,7 +13,7 @@ use super::adopt::{Resume, ResumeState, Resumes};
 use super::container::{self, Env, Update};
 use super::phase;
 use crate::api::{ContainerStatus, Pod, PodStatus};
-use crate::proto::DesiredIndex;
+use crate::proto::{DesiredIndex, VolumeSources};
 use crate::util::time::now_rfc3339;
 use crate::worker::runtime::Runtime;
 
@@ -23,9 +23,27 @@ use crate::worker::runtime::Runtime;
 pub struct Desired {
     pub index: Option<DesiredIndex>,
     pub specs: BTreeMap<(String, String), Pod>,
+    /// Volume content per pod, as last received; never persisted (secrets stay off the disk).
+    pub sources: BTreeMap<(String, String), VolumeSources>,
 }
 
 impl Desired {
+    /// What the desired-state file holds: everything but volume content.
+    pub fn persisted(&self) -> Desired {
+        Desired {
+            index: self.index.clone(),
+            specs: self.specs.clone(),
+            sources: BTreeMap::new(),
+        }
+    }
+
+    /// The volume content received for a pod; `None` when none arrived yet (after a restart
+    /// without the master).
+    pub fn sources_of(&self, pod: &Pod) -> Option<&VolumeSources> {
+        self.sources
+            .get(&(pod.metadata.ns().to_string(), pod.metadata.name.clone()))
+    }
+
     /// Pods the master wants, with their specs, in index order.
     pub fn wanted(&self) -> Vec<&Pod> {
         let Some(idx) = &self.index else {
@@ -58,6 +76,8 @@ pub enum Report {
 struct Running {
     pod: Pod,
     stop: watch::Sender<Option<i64>>,
+    /// Volume content for the pod's volume task; a changed ConfigMap/Secret arrives here.
+    sources: watch::Sender<Option<VolumeSources>>,
     task: JoinHandle<()>,
 }
 
@@ -123,6 +143,14 @@ impl<R: Runtime> Manager<R> {
                     tracing::info!(pod = %r.pod.metadata.name, grace = g, "stopping pod");
                     r.stop.send_replace(Some(g));
                 }
+            } else if let Some(src) = desired.sources_of(&r.pod) {
+                r.sources.send_if_modified(|cur| {
+                    if cur.as_ref() == Some(src) {
+                        return false;
+                    }
+                    *cur = Some(src.clone());
+                    true
+                });
             }
         }
         self.gone_reported
@@ -137,8 +165,20 @@ impl<R: Runtime> Manager<R> {
             if self.running.contains_key(uid) {
                 continue;
             }
-            self.spawn(pod.clone());
+            self.spawn(pod.clone(), desired.sources_of(pod).cloned());
         }
+    }
+
+    /// Claim dirs (or `<ns>-<claim>-` prefixes) that running pods use: never garbage.
+    pub fn claims_in_use(&self) -> std::collections::BTreeSet<String> {
+        self.running
+            .values()
+            .flat_map(|r| crate::worker::volumes::claim_dirs(&r.pod, r.sources.borrow().as_ref()))
+            .collect()
+    }
+
+    pub fn volume_layout(&self) -> crate::worker::volumes::Layout {
+        self.env.volumes.clone()
     }
 
     /// A pod loop ended: forget it (a later `reconcile` restarts it if still wanted).
@@ -170,8 +210,9 @@ impl<R: Runtime> Manager<R> {
         }
     }
 
-    fn spawn(&mut self, pod: Pod) {
+    fn spawn(&mut self, pod: Pod, sources: Option<VolumeSources>) {
         let (stop, stop_rx) = watch::channel(None);
+        let (sources, sources_rx) = watch::channel(sources);
         let span = tracing::info_span!("pod", pod = %format!("{}/{}", pod.metadata.ns(), pod.metadata.name), uid = %pod.metadata.uid);
         let resume = self.resumes.remove(&pod.metadata.uid).unwrap_or_default();
         let task = tokio::spawn(
@@ -181,11 +222,19 @@ impl<R: Runtime> Manager<R> {
                 stop_rx,
                 self.reports.clone(),
                 resume,
+                sources_rx,
             )
             .instrument(span),
         );
-        self.running
-            .insert(pod.metadata.uid.clone(), Running { pod, stop, task });
+        self.running.insert(
+            pod.metadata.uid.clone(),
+            Running {
+                pod,
+                stop,
+                sources,
+                task,
+            },
+        );
     }
 }
 
@@ -195,6 +244,7 @@ async fn run_pod<R: Runtime>(
     stop: watch::Receiver<Option<i64>>,
     reports: mpsc::Sender<Report>,
     mut resume: HashMap<String, Resume>,
+    sources: watch::Receiver<Option<VolumeSources>>,
 ) {
     // An adopted pod started when its oldest running container did, not now.
     let adopted_start = resume
@@ -210,14 +260,28 @@ async fn run_pod<R: Runtime>(
         tracing::info!(containers = resume.len(), "re-adopting pod");
     }
     let n = pod.spec.containers.len();
+    let (vol_tx, vol_rx) = watch::channel(None);
+    let (quit_volumes, quit_rx) = watch::channel(false);
+    let volume_task = tokio::spawn(
+        keep_volumes(env.volumes.clone(), pod.clone(), sources, vol_tx, quit_rx).in_current_span(),
+    );
     let (tx, mut rx) = mpsc::channel::<Update>(64);
     for i in 0..n {
         let r = resume.remove(&pod.spec.containers[i].name);
         tokio::spawn(
-            container::run(env.clone(), pod.clone(), i, tx.clone(), stop.clone(), r)
-                .in_current_span(),
+            container::run(
+                env.clone(),
+                pod.clone(),
+                i,
+                tx.clone(),
+                stop.clone(),
+                r,
+                vol_rx.clone(),
+            )
+            .in_current_span(),
         );
     }
+    drop(vol_rx);
     drop(tx);
     let mut statuses: Vec<ContainerStatus> = pod
         .spec
@@ -256,11 +320,20 @@ async fn run_pod<R: Runtime>(
             })
             .await;
     }
-    // The pod-level cgroup, container dirs and logs go with the pod (leaf cgroups and rootfs
-    // went with each container).
+    // The pod-level cgroup, container dirs, logs and volumes (emptyDirs, projections, their
+    // tmpfs mounts; claims stay) go with the pod (leaf cgroups and rootfs went with each
+    // container).
+    // Asked, not aborted: an abort would leave a preparation pass running on the blocking
+    // pool, free to mount or fill a dir after the teardown below removed it.
+    quit_volumes.send_replace(true);
+    let _ = volume_task.await;
     let uid = pod.metadata.uid.clone();
     let (containers, logs) = (env.containers_dir.join(&uid), env.logs_dir.join(&uid));
+    let layout = env.volumes.clone();
     let _ = tokio::task::spawn_blocking(move || {
+        if let Err(e) = crate::worker::volumes::teardown(&layout, &uid) {
+            tracing::warn!(error = %e, "pod volumes not removed");
+        }
         let cg = crate::worker::runtime::cgroups::pod_path(&uid);
         if let Err(e) =
             crate::worker::runtime::cgroups::remove_pod(&uid, std::time::Duration::from_secs(5))
@@ -273,4 +346,54 @@ async fn run_pod<R: Runtime>(
     .await;
     tracing::info!("pod stopped");
     let _ = reports.send(Report::Stopped { pod }).await;
+}
+
+/// The pod's volume task: prepares its volumes, then again whenever the master sends new
+/// content (a changed ConfigMap/Secret, a claim bound) and every few seconds while some
+/// volume is not ready (a hostPath that appears later). Runs until `quit`; a pass in progress
+/// finishes first.
+async fn keep_volumes(
+    layout: crate::worker::volumes::Layout,
+    pod: Pod,
+    mut sources: watch::Receiver<Option<VolumeSources>>,
+    out: watch::Sender<Option<Arc<crate::worker::volumes::Prepared>>>,
+    mut quit: watch::Receiver<bool>,
+) {
+    loop {
+        if *quit.borrow() {
+            return;
+        }
+        let src = sources.borrow_and_update().clone();
+        let (l, p) = (layout.clone(), pod.clone());
+        let prepared = match tokio::task::spawn_blocking(move || {
+            crate::worker::volumes::prepare(&l, &p, src.as_ref())
+        })
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "volume preparation panicked");
+                return;
+            }
+        };
+        let retry = !prepared.problems.is_empty();
+        out.send_if_modified(|cur| {
+            if cur.as_deref() == Some(&prepared) {
+                return false;
+            }
+            *cur = Some(Arc::new(prepared));
+            true
+        });
+        let pause = if retry {
+            std::time::Duration::from_secs(5)
+        } else {
+            // Nothing to retry: only a change (or quit) wakes it; the daily pass is harmless.
+            std::time::Duration::from_secs(86_400)
+        };
+        tokio::select! {
+            r = sources.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(pause) => {}
+            _ = quit.wait_for(|q| *q) => return,
+        }
+    }
 }

@@ -239,9 +239,27 @@ fn resources(cfg: &ContainerConfig) -> LinuxResources {
     res
 }
 
-fn mounts() -> Vec<Mount> {
+fn mounts(volumes: &[super::BindMount]) -> Vec<Mount> {
     // oci_spec's defaults are runc's: proc, /dev tmpfs, devpts, shm, mqueue, sysfs ro, cgroup ro.
-    oci_spec::runtime::get_default_mounts()
+    let mut out = oci_spec::runtime::get_default_mounts();
+    // Pod volumes after the defaults, so a volume may be mounted over a default one. rprivate:
+    // nothing mounted in the container propagates back to the host. nosuid/nodev: a volume
+    // is data, never a way to gain privileges.
+    for v in volumes {
+        let mut options: Vec<String> = ["rbind", "rprivate", "nosuid", "nodev"]
+            .map(str::to_owned)
+            .to_vec();
+        if v.read_only {
+            options.push("ro".to_owned());
+        }
+        let mut m = Mount::default();
+        m.set_destination(PathBuf::from(&v.destination))
+            .set_typ(Some("bind".to_owned()))
+            .set_source(Some(v.source.clone()))
+            .set_options(Some(options));
+        out.push(m);
+    }
+    out
 }
 
 /// For containers with no QoS-derived score: between the protected agent (-900) and the
@@ -265,7 +283,7 @@ pub fn spec_for(
         cfg.hostname.clone()
     }));
     spec.set_annotations(Some(HashMap::new()));
-    spec.set_mounts(Some(mounts()));
+    spec.set_mounts(Some(mounts(&cfg.mounts)));
 
     let mut root = Root::default();
     root.set_path(cfg.rootfs.clone()).set_readonly(Some(false));
@@ -431,7 +449,40 @@ mod tests {
             log_path: "/b/log".into(),
             log_max_bytes: 1 << 20,
             security: Default::default(),
+            mounts: vec![],
         }
+    }
+
+    #[test]
+    fn volumes_are_bind_mounted_after_the_defaults_read_only_when_asked() {
+        let mut c = cfg();
+        c.mounts = vec![
+            crate::worker::runtime::BindMount {
+                source: "/data/v/pods/u/scratch".into(),
+                destination: "/scratch".into(),
+                read_only: false,
+            },
+            crate::worker::runtime::BindMount {
+                source: "/data/v/pods/u/cfg".into(),
+                destination: "/etc/app".into(),
+                read_only: true,
+            },
+        ];
+        let spec = spec_for(&c, &ResolvedUser::default(), HOST).unwrap();
+        let mounts = spec.mounts().clone().unwrap();
+        let n = mounts.len();
+        let (rw, ro) = (&mounts[n - 2], &mounts[n - 1]);
+        assert_eq!(rw.destination(), Path::new("/scratch"));
+        assert_eq!(rw.typ().as_deref(), Some("bind"));
+        assert_eq!(
+            rw.source().as_deref(),
+            Some(Path::new("/data/v/pods/u/scratch"))
+        );
+        let opts = |m: &Mount| m.options().clone().unwrap_or_default();
+        assert!(opts(rw).contains(&"rbind".to_string()));
+        assert!(!opts(rw).contains(&"ro".to_string()));
+        assert!(opts(ro).contains(&"ro".to_string()));
+        assert_eq!(ro.destination(), Path::new("/etc/app"));
     }
 
     const HOST: Host<'static> = Host {

@@ -53,6 +53,18 @@ pub struct ContainerConfig {
     /// older versions, which read as that default).
     #[serde(default)]
     pub security: Security,
+    /// Pod volumes bound into the container (see `worker::volumes`).
+    #[serde(default)]
+    pub mounts: Vec<BindMount>,
+}
+
+/// A host path bound into a container.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BindMount {
+    pub source: PathBuf,
+    /// Absolute path inside the container.
+    pub destination: String,
+    pub read_only: bool,
 }
 
 /// How a container is confined, from its `securityContext` (see `pods::security`). The
