@@ -308,6 +308,21 @@ fn decode_object(
             super::secret::validate_secret(&sec).map_err(|e| validation_error(doc, prefix, e))?;
             Ok(Object::Secret(Box::new(sec)))
         }
+        ("v1", "Service") => {
+            let svc: super::service::Service = typed(doc, prefix, Value::Mapping(map))?;
+            super::service::validate_service(&svc).map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::Service(Box::new(svc)))
+        }
+        (super::ingress::API_VERSION, "Ingress") => {
+            let ing: super::ingress::Ingress = typed(doc, prefix, Value::Mapping(map))?;
+            super::ingress::validate_ingress(&ing).map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::Ingress(Box::new(ing)))
+        }
+        (_, "Ingress") => Err(doc_error(
+            doc,
+            join_path(prefix, "apiVersion"),
+            format!("Ingress is served as networking.k8s.io/v1, not {api_version}"),
+        )),
         (_, "ReplicaSet" | "Deployment") => Err(doc_error(
             doc,
             join_path(prefix, "apiVersion"),

@@ -2,6 +2,7 @@
 //! parsing. Pure: no I/O.
 
 pub mod apps;
+pub mod ingress;
 pub mod manifest;
 pub mod meta;
 pub mod node;
@@ -12,6 +13,7 @@ pub mod scheduling;
 pub mod secret;
 pub mod security;
 pub mod selector;
+pub mod service;
 pub mod validate;
 pub mod validate_apps;
 pub mod validate_scheduling;
@@ -31,6 +33,8 @@ pub enum Object {
     ReplicaSet(Box<apps::ReplicaSet>),
     Deployment(Box<apps::Deployment>),
     Secret(Box<secret::Secret>),
+    Service(Box<service::Service>),
+    Ingress(Box<ingress::Ingress>),
 }
 
 impl Object {
@@ -40,6 +44,8 @@ impl Object {
             Object::ReplicaSet(_) => "ReplicaSet",
             Object::Deployment(_) => "Deployment",
             Object::Secret(_) => "Secret",
+            Object::Service(_) => "Service",
+            Object::Ingress(_) => "Ingress",
         }
     }
 
@@ -49,6 +55,8 @@ impl Object {
             Object::ReplicaSet(r) => &r.metadata,
             Object::Deployment(d) => &d.metadata,
             Object::Secret(s) => &s.metadata,
+            Object::Service(s) => &s.metadata,
+            Object::Ingress(i) => &i.metadata,
         }
     }
 }

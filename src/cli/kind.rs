@@ -9,16 +9,19 @@ pub enum Kind {
     Deployment,
     ReplicaSet,
     Secret,
+    Service,
+    Endpoints,
+    Ingress,
 }
 
 /// Shown in errors, so a typo gets the list of what would have worked.
 const SUPPORTED: &str = "pods (pod, po), nodes (node, no), deployments (deployment, deploy), \
-                         replicasets (replicaset, rs), secrets (secret)";
+                         replicasets (replicaset, rs), secrets (secret), \
+                         services (service, svc), endpoints (ep), ingresses (ingress, ing)";
 
 /// Kubernetes kinds a kubectl user may reach for that herd does not serve yet, as
 /// (spellings, plural shown in the error).
 const NOT_YET: &[(&[&str], &str)] = &[
-    (&["services", "service", "svc"], "services"),
     (&["configmaps", "configmap", "cm"], "configmaps"),
     (&["namespaces", "namespace", "ns"], "namespaces"),
     (
@@ -59,6 +62,9 @@ impl Kind {
             "deployments" | "deployment" | "deploy" => Kind::Deployment,
             "replicasets" | "replicaset" | "rs" => Kind::ReplicaSet,
             "secrets" | "secret" => Kind::Secret,
+            "services" | "service" | "svc" => Kind::Service,
+            "endpoints" | "ep" => Kind::Endpoints,
+            "ingresses" | "ingress" | "ing" => Kind::Ingress,
             _ => {
                 if let Some((_, plural)) = NOT_YET.iter().find(|(names, _)| names.contains(&base)) {
                     return Err(KindError::NotYet {
@@ -101,6 +107,8 @@ impl Kind {
             crate::api::Object::ReplicaSet(_) => Kind::ReplicaSet,
             crate::api::Object::Deployment(_) => Kind::Deployment,
             crate::api::Object::Secret(_) => Kind::Secret,
+            crate::api::Object::Service(_) => Kind::Service,
+            crate::api::Object::Ingress(_) => Kind::Ingress,
         }
     }
 
@@ -112,6 +120,9 @@ impl Kind {
             Kind::Deployment => "deployment",
             Kind::ReplicaSet => "replicaset",
             Kind::Secret => "secret",
+            Kind::Service => "service",
+            Kind::Endpoints => "endpoints",
+            Kind::Ingress => "ingress",
         }
     }
 
@@ -123,14 +134,18 @@ impl Kind {
             Kind::Deployment => "deployments",
             Kind::ReplicaSet => "replicasets",
             Kind::Secret => "secrets",
+            Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
+            Kind::Ingress => "ingresses",
         }
     }
 
     /// The API group: empty for the core group.
     pub fn group(self) -> &'static str {
         match self {
-            Kind::Pod | Kind::Node | Kind::Secret => "",
+            Kind::Pod | Kind::Node | Kind::Secret | Kind::Service | Kind::Endpoints => "",
             Kind::Deployment | Kind::ReplicaSet => "apps",
+            Kind::Ingress => "networking.k8s.io",
         }
     }
 
@@ -142,6 +157,9 @@ impl Kind {
             Kind::Deployment => "Deployment",
             Kind::ReplicaSet => "ReplicaSet",
             Kind::Secret => "Secret",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::Ingress => "Ingress",
         }
     }
 
@@ -149,6 +167,7 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self.group() {
             "" => "v1",
+            "networking.k8s.io" => "networking.k8s.io/v1",
             _ => "apps/v1",
         }
     }
@@ -214,6 +233,18 @@ mod tests {
         for s in ["replicasets", "replicaset", "rs", "RS", "replicasets.apps"] {
             assert_eq!(Kind::parse(s), Ok(Kind::ReplicaSet), "{s}");
         }
+        for s in ["svc", "service", "services", "Service"] {
+            assert_eq!(Kind::parse(s), Ok(Kind::Service), "{s}");
+        }
+        for s in ["ing", "ingress", "ingresses.networking.k8s.io"] {
+            assert_eq!(Kind::parse(s), Ok(Kind::Ingress), "{s}");
+        }
+        assert_eq!(Kind::parse("ep"), Ok(Kind::Endpoints));
+        assert_eq!(
+            Kind::Ingress.object_path("default", "site"),
+            "/apis/networking.k8s.io/v1/namespaces/default/ingresses/site"
+        );
+        assert_eq!(Kind::Ingress.api_version(), "networking.k8s.io/v1");
         assert!(Kind::parse("pods.apps").is_err());
         assert!(Kind::parse("deploy.batch").is_err());
     }
@@ -230,8 +261,6 @@ mod tests {
     #[test]
     fn kubectl_short_names_herd_lacks_say_not_supported_yet() {
         for (s, plural) in [
-            ("svc", "services"),
-            ("service", "services"),
             ("cm", "configmaps"),
             ("ns", "namespaces"),
             ("pvc", "persistentvolumeclaims"),
@@ -250,7 +279,7 @@ mod tests {
             assert!(msg.contains(plural), "{msg}");
         }
         assert!(matches!(
-            Kind::with_name("svc/web", None),
+            Kind::with_name("cm/web", None),
             Err(KindError::NotYet { .. })
         ));
     }

@@ -53,12 +53,17 @@ pub fn may_publish(id: &Identity, topic: &str) -> bool {
 }
 
 /// Pure: may `id` subscribe to `filter`? A node only to its own desired state and RPC
-/// requests. The node's name cannot hold `+` or `#` (DNS-1123), so a filter that starts
-/// with its own prefix cannot reach beyond it, wildcards or not.
+/// requests, and to the cluster-wide service and ingress trees every node needs for its
+/// service rules, DNS and ingress proxy (read-only: `may_publish` refuses them). The node's
+/// name cannot hold `+` or `#` (DNS-1123), so a filter that starts with its own prefix
+/// cannot reach beyond it, wildcards or not.
 pub fn may_subscribe(id: &Identity, filter: &str) -> bool {
     let Identity::Node(me) = id else { return true };
     let within = |prefix: &str| filter == prefix || filter.starts_with(&format!("{prefix}/"));
-    within(&topics::desired_index(me)) || filter == topics::rpc_request(me)
+    within(&topics::desired_index(me))
+        || filter == topics::rpc_request(me)
+        || within(crate::proto::services::SERVICES)
+        || within(crate::proto::services::INGRESSES)
 }
 
 /// Why a connection was cut (logged with the node's name).
@@ -282,6 +287,18 @@ mod tests {
     }
 
     #[test]
+    fn no_node_may_publish_services_or_ingresses() {
+        for t in [
+            "herd/v1/services",
+            "herd/v1/services/default/web",
+            "herd/v1/ingresses/default/site",
+        ] {
+            assert!(!may_publish(&node("a"), t), "{t}");
+            assert!(may_publish(&Identity::Master, t), "{t}");
+        }
+    }
+
+    #[test]
     fn a_node_subscribes_only_to_its_own_desired_state_and_requests() {
         let a = node("a");
         for f in [
@@ -289,6 +306,10 @@ mod tests {
             "herd/v1/nodes/a/desired/#",
             "herd/v1/nodes/a/desired/default/web",
             "herd/v1/nodes/a/rpc/req",
+            "herd/v1/services/#",
+            "herd/v1/services",
+            "herd/v1/services/default/web",
+            "herd/v1/ingresses/#",
         ] {
             assert!(may_subscribe(&a, f), "{f}");
         }
@@ -301,6 +322,9 @@ mod tests {
             "herd/v1/nodes/a/#",
             "herd/v1/nodes/a/desiredX",
             "herd/v1/nodes/a/rpc/#",
+            "herd/v1/servicesX",
+            "herd/v1/+/default/web",
+            "herd/v1/#",
         ] {
             assert!(!may_subscribe(&a, f), "{f}");
         }

@@ -10,6 +10,7 @@ pub mod mosquitto;
 pub mod podops;
 pub mod scheduler;
 pub mod server;
+pub mod services;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -275,6 +276,12 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         tokio::spawn(controllers::replicaset::run(store.clone())),
         tokio::spawn(controllers::deployment::run(store.clone())),
         tokio::spawn(controllers::gc::run(store.clone())),
+        tokio::spawn(controllers::run_level_triggered(
+            "endpoints",
+            store.clone(),
+            controllers::endpoints::reconcile,
+        )),
+        tokio::spawn(services::publish::run(store.clone(), bus.clone())),
         tokio::spawn(controllers::nodelifecycle::run(
             store.clone(),
             cfg.eviction_grace,

@@ -3,6 +3,7 @@
 //! Payloads are JSON with a `v` field. Unknown fields are ignored so that a newer peer can add
 //! fields; a payload that does not decode is an error the caller logs and drops.
 
+pub mod services;
 pub mod topics;
 
 use serde::{Deserialize, Serialize};
@@ -179,6 +180,12 @@ pub fn decode<T: serde::de::DeserializeOwned + Versioned>(
     Ok(msg)
 }
 
+/// For sibling modules' message types.
+macro_rules! versioned {
+    ($($t:ty),*) => {$(impl $crate::proto::Versioned for $t { fn version(&self) -> u32 { self.v } })*};
+}
+pub(crate) use versioned;
+
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail: no maps with non-string keys, no custom
     // serializers that return errors.
@@ -189,10 +196,10 @@ pub trait Versioned {
     fn version(&self) -> u32;
 }
 
-macro_rules! versioned {
+macro_rules! versioned_impl {
     ($($t:ty),*) => {$(impl Versioned for $t { fn version(&self) -> u32 { self.v } })*};
 }
-versioned!(
+versioned_impl!(
     DesiredPod,
     DesiredIndex,
     ObservedPod,

@@ -52,6 +52,8 @@ pub async fn apply(
             Object::Deployment(d) => apply_one(s, &ns, *d).await?,
             Object::ReplicaSet(r) => apply_one(s, &ns, *r).await?,
             Object::Secret(sec) => apply_one(s, &ns, *sec).await?,
+            Object::Service(svc) => apply_one(s, &ns, *svc).await?,
+            Object::Ingress(ing) => apply_one(s, &ns, *ing).await?,
         };
         writeln!(out, "{} {verb}", kind.ref_name(&name))?;
     }

@@ -3,9 +3,11 @@
 
 use super::{age, or_none, Out, Session};
 use crate::api::apps::{Deployment, ReplicaSet};
+use crate::api::ingress::Ingress;
 use crate::api::node::Node;
 use crate::api::secret::Secret;
 use crate::api::selector::LabelSelector;
+use crate::api::service::{Endpoints, Service};
 use crate::api::{List, Pod, PodPhase, PodSpec};
 use crate::cli::args::{GetArgs, GlobalArgs, OutputFormat};
 use crate::cli::kind::Kind;
@@ -51,6 +53,24 @@ pub async fn get(s: &Session, args: &GetArgs, out: Out<'_>) -> anyhow::Result<()
             fetch(s, &req, |r: &[ReplicaSet]| replica_sets_table(r, fmt, all)).await?
         }
         Kind::Secret => fetch(s, &req, |x: &[Secret]| secrets_table(x, all)).await?,
+        Kind::Service => {
+            fetch(s, &req, |x: &[Service]| {
+                super::net_tables::services_table(x, fmt, all)
+            })
+            .await?
+        }
+        Kind::Endpoints => {
+            fetch(s, &req, |x: &[Endpoints]| {
+                super::net_tables::endpoints_table(x, all)
+            })
+            .await?
+        }
+        Kind::Ingress => {
+            fetch(s, &req, |x: &[Ingress]| {
+                super::net_tables::ingresses_table(x, all)
+            })
+            .await?
+        }
     };
     match text {
         Some(t) => out.write_all(t.as_bytes())?,

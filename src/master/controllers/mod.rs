@@ -4,6 +4,7 @@
 
 pub mod deployment;
 pub mod desired;
+pub mod endpoints;
 pub mod gc;
 pub mod nodelifecycle;
 pub mod nodes;
