@@ -8,6 +8,7 @@ pub mod kernel;
 pub mod platform;
 pub mod pods;
 pub mod runtime;
+pub mod services;
 pub mod state;
 
 use std::collections::BTreeMap;
