@@ -117,6 +117,23 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The service data plane from the worker's flags and labels.
+fn services_config(
+    a: &crate::cli::args::ServiceArgs,
+    labels: &std::collections::BTreeMap<String, String>,
+) -> worker::services::ServicesConfig {
+    let ingress_node = labels
+        .get(crate::api::ingress::INGRESS_NODE_LABEL)
+        .is_some_and(|v| v == "true");
+    worker::services::ServicesConfig {
+        // `auto` needs a pod network of the worker's own, which this build does not have yet.
+        rules: a.service_rules == "on",
+        dns_listen: a.dns_listen.clone(),
+        dns_upstreams: None,
+        ingress: ingress_node.then(|| std::net::SocketAddr::from(([0, 0, 0, 0], a.ingress_port))),
+    }
+}
+
 pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
     // Before joining: a kernel that cannot run containers is reported with its fix at once.
     worker::kernel::check()?;
@@ -134,6 +151,11 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         // An agent restart (systemd, upgrade) must not touch pods: the next agent adopts them.
         stop_pods_on_exit: args.stop_pods_on_exit,
         backoff_base: backoff_base(),
+        services: Default::default(),
+    };
+    let cfg = WorkerConfig {
+        services: services_config(&args.services, &cfg.labels),
+        ..cfg
     };
     let (tx, rx) = watch::channel(false);
     let mut run = tokio::spawn(worker::run(cfg, rx));
@@ -178,6 +200,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         heartbeat: HEARTBEAT,
         stop_pods_on_exit: !args.leave_running,
         backoff_base: backoff_base(),
+        services: Default::default(),
     };
     println!("local worker: node {}", wcfg.node_name);
     let (tx, rx) = watch::channel(false);

@@ -245,6 +245,34 @@ pub struct WorkerArgs {
     /// and the next agent re-adopts them, so a restart never touches pods)
     #[arg(long)]
     pub stop_pods_on_exit: bool,
+    #[command(flatten)]
+    pub services: ServiceArgs,
+}
+
+/// The node's service data plane (rules, DNS, ingress proxy).
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Service rules (nftables table `herd-svc`): `auto` loads them when this worker has a
+    /// pod network of its own, `off` never (several workers sharing one network namespace)
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "on", "off"], env = "HERD_SERVICE_RULES")]
+    pub service_rules: String,
+    /// Extra address for the node's DNS responder (UDP and TCP), besides port 53 of the
+    /// node's bridge address (repeatable)
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        env = "HERD_DNS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub dns_listen: Vec<std::net::SocketAddr>,
+    /// Port of the ingress proxy, run on nodes labelled herd.io/ingress=true
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 80,
+        env = "HERD_INGRESS_PORT"
+    )]
+    pub ingress_port: u16,
 }
 
 #[derive(Debug, Clone, Args)]

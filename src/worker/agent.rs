@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::join::Credentials;
 use super::pods::manager::{Desired, Manager, Report};
+use super::services::NetTable;
 use super::state::DesiredFile;
 use crate::api::Pod;
 use crate::proto::{
@@ -30,6 +31,8 @@ pub struct AgentConfig {
     pub desired: Desired,
     /// Where the desired set is persisted whenever it changes.
     pub desired_file: DesiredFile,
+    /// Receives the cluster's services and ingresses as they change (for the data plane).
+    pub net_table: watch::Sender<Arc<NetTable>>,
 }
 
 /// Reconnect delays: start small, double, stay short so a node is Ready again within a few
@@ -120,6 +123,7 @@ pub async fn run<R: Runtime>(
     let logs_dir = manager.logs_dir();
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
     let mut connected = false;
+    let mut net_table = NetTable::default();
 
     loop {
         tokio::select! {
@@ -129,8 +133,16 @@ pub async fn run<R: Runtime>(
                     tracing::info!(node = %node, "connected to broker");
                     let _ = client.try_subscribe(topics::desired_filter(&node), QoS::AtLeastOnce);
                     let _ = client.try_subscribe(topics::rpc_request(&node), QoS::AtLeastOnce);
+                    for f in proto::services::filters() {
+                        let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+                    }
                     let _ = client.try_publish(topics::online(&node), QoS::AtLeastOnce, true, "true");
                     report_all(&client, &node, &host, port, &cfg.labels, &observed);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if proto::services::parse(&p.topic).is_some() => {
+                    if net_table.apply(&p.topic, &p.payload) {
+                        cfg.net_table.send_replace(Arc::new(net_table.clone()));
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if handle_publish(&node, &p.topic, &p.payload, &mut desired, &client, &logs_dir, &running, &cancels) {

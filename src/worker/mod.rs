@@ -35,6 +35,8 @@ pub struct WorkerConfig {
     pub stop_pods_on_exit: bool,
     /// First restart delay (Kubernetes: 10 s); tests shorten it.
     pub backoff_base: Duration,
+    /// The service data plane: rules, DNS, ingress proxy.
+    pub services: services::ServicesConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,7 +142,17 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         reports_tx,
     );
     manager.adopt(plan.resume);
-    agent::run(
+    let (net_table, table_rx) = watch::channel(Arc::new(services::NetTable::default()));
+    // The bridge address comes with pod networking; until then DNS listens only where told.
+    let (_bridge_tx, bridge_rx) = watch::channel(None);
+    let data_plane = tokio::spawn(services::run(
+        cfg.services.clone(),
+        services::Inputs {
+            table: table_rx,
+            bridge_ip: bridge_rx,
+        },
+    ));
+    let result = agent::run(
         agent::AgentConfig {
             creds,
             labels: cfg.labels.clone(),
@@ -148,11 +160,16 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             stop_pods_on_exit: cfg.stop_pods_on_exit,
             desired: persisted.unwrap_or_default(),
             desired_file,
+            net_table,
         },
         manager,
         reports_rx,
         shutdown,
     )
-    .await?;
+    .await;
+    // Rules stay loaded (pods keep being served while the agent is away); DNS and the
+    // ingress proxy go with the agent.
+    data_plane.abort();
+    result?;
     Ok(())
 }

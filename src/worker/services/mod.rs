@@ -102,7 +102,7 @@ pub async fn run(cfg: ServicesConfig, mut inputs: Inputs) {
         let table = inputs.table.borrow_and_update().clone();
         let snap = Arc::new(Snapshot::of((*table).clone()));
         snap_tx.send_replace(snap.clone());
-        if cfg.rules {
+        if cfg.rules && snap.table.synced() {
             let script = snap.ruleset();
             let loader = loader.clone();
             let res = tokio::task::spawn_blocking(move || {

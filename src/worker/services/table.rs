@@ -12,6 +12,8 @@ type Key = (String, String);
 pub struct NetTable {
     pub services: BTreeMap<Key, ServiceState>,
     pub ingresses: BTreeMap<Key, Ingress>,
+    /// The last index received, if any since the agent started.
+    pub index: Option<NetIndex>,
 }
 
 impl NetTable {
@@ -32,6 +34,7 @@ impl NetTable {
                         // Prune what the master no longer has (a clear we missed while away).
                         self.services.retain(|k, _| idx.services.contains(k));
                         self.ingresses.retain(|k, _| idx.ingresses.contains(k));
+                        self.index = Some(idx);
                     }
                     Err(e) => tracing::warn!(error = %e, "dropping malformed service index"),
                 }
@@ -74,6 +77,16 @@ impl NetTable {
         *self != before
     }
 
+    /// Whether the table is the master's whole picture: an index arrived since the agent
+    /// started and every service it names is here. Until then the rules a previous agent
+    /// loaded stay (an agent restarting without its master must not wipe the services its
+    /// pods use, nor load half of them while the retained messages stream in).
+    pub fn synced(&self) -> bool {
+        self.index
+            .as_ref()
+            .is_some_and(|i| i.services.iter().all(|k| self.services.contains_key(k)))
+    }
+
     /// A service by namespace and name.
     pub fn service(&self, ns: &str, name: &str) -> Option<&ServiceState> {
         self.services.get(&(ns.to_string(), name.to_string()))
@@ -110,7 +123,18 @@ mod tests {
             services: vec![],
             ingresses: vec![],
         });
+        assert!(!t.synced());
         assert!(t.apply("herd/v1/services", &idx));
         assert!(t.services.is_empty());
+        assert!(t.synced());
+        let idx = crate::proto::encode(&NetIndex {
+            v: 1,
+            services: vec![("default".into(), "z".into())],
+            ingresses: vec![],
+        });
+        assert!(t.apply("herd/v1/services", &idx));
+        assert!(!t.synced(), "z has not arrived yet");
+        assert!(t.apply(&service_topic("default", "z"), &state("z")));
+        assert!(t.synced());
     }
 }
