@@ -40,6 +40,7 @@ pub(crate) async fn signalled() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn master_config(
     data_dir: &Path,
     api: &str,
@@ -48,8 +49,9 @@ fn master_config(
     adv: &Option<String>,
     admin_conf: &Path,
     lifecycle: &LifecycleArgs,
-) -> MasterConfig {
-    MasterConfig {
+    cluster_cidr: &str,
+) -> anyhow::Result<MasterConfig> {
+    Ok(MasterConfig {
         data_dir: data_dir.to_path_buf(),
         api_addr: api.to_string(),
         mqtt_addr: mqtt.to_string(),
@@ -60,7 +62,8 @@ fn master_config(
         eviction_grace: Duration::from_secs(lifecycle.eviction_seconds),
         tls: true,
         tls_sans: Vec::new(),
-    }
+        pod_net: crate::master::podcidr::Plan::parse(cluster_cidr)?,
+    })
 }
 
 impl MasterConfig {
@@ -107,7 +110,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &args.advertise_address,
         &admin_conf,
         &args.lifecycle,
-    )
+        &args.cluster_cidr,
+    )?
     .with_tls(&args.tls);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
@@ -134,6 +138,7 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         // An agent restart (systemd, upgrade) must not touch pods: the next agent adopts them.
         stop_pods_on_exit: args.stop_pods_on_exit,
         backoff_base: backoff_base(),
+        pod_network: worker::net::Mode::parse(&args.pod_network),
     };
     let (tx, rx) = watch::channel(false);
     let mut run = tokio::spawn(worker::run(cfg, rx));
@@ -161,7 +166,8 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &args.advertise_address,
         &admin_conf,
         &args.lifecycle,
-    )
+        &args.cluster_cidr,
+    )?
     .with_tls(&args.tls);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
@@ -178,6 +184,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         heartbeat: HEARTBEAT,
         stop_pods_on_exit: !args.leave_running,
         backoff_base: backoff_base(),
+        pod_network: worker::net::Mode::parse(&args.pod_network),
     };
     println!("local worker: node {}", wcfg.node_name);
     let (tx, rx) = watch::channel(false);

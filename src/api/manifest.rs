@@ -413,7 +413,13 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
         ["spec", "template", rest @ ..] if !rest.is_empty() => rest,
         other => other,
     };
-    match shape {
+    // Init containers take the fields of containers (probes are refused by validation).
+    let shape: Vec<&str> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, s)| if i == 1 && *s == "initContainers" { "containers" } else { *s })
+        .collect();
+    match shape.as_slice() {
         [] => &[],
         ["metadata"] => &["generateName", "finalizers", "deletionGracePeriodSeconds"],
         ["spec"] => &[
@@ -425,12 +431,10 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "ephemeralContainers",
             "hostAliases",
             "hostIPC",
-            "hostNetwork",
             "hostPID",
             "hostUsers",
             "hostname",
             "imagePullSecrets",
-            "initContainers",
             "os",
             "overhead",
             "preemptionPolicy",
@@ -500,7 +504,7 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
         ["spec", "securityContext", "seccompProfile"]
         | ["spec", "containers", "securityContext", "seccompProfile"] => &["localhostProfile"],
         ["spec", "containers", "env"] => &["valueFrom"],
-        ["spec", "containers", "ports"] => &["hostIP", "hostPort"],
+        ["spec", "containers", "ports"] => &["hostIP"],
         ["spec", "containers", "livenessProbe" | "readinessProbe" | "startupProbe"] => &["grpc"],
         ["spec", "containers", "resources"] => &["claims"],
         _ => &[],
@@ -993,9 +997,9 @@ spec:
                 "not supported yet",
             ),
             (
-                second(with("    image: nginx:1.27\n", "    image: x\n    ports: [{containerPort: 80, hostPort: 80}]\n")),
+                second(with("    image: nginx:1.27\n", "    image: x\n    ports: [{containerPort: 80, hostIP: 1.2.3.4}]\n")),
                 2,
-                "spec.containers[0].ports[0].hostPort",
+                "spec.containers[0].ports[0].hostIP",
                 "not supported yet",
             ),
             (

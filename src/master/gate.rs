@@ -58,7 +58,9 @@ pub fn may_publish(id: &Identity, topic: &str) -> bool {
 pub fn may_subscribe(id: &Identity, filter: &str) -> bool {
     let Identity::Node(me) = id else { return true };
     let within = |prefix: &str| filter == prefix || filter.starts_with(&format!("{prefix}/"));
-    within(&topics::desired_index(me)) || filter == topics::rpc_request(me)
+    within(&topics::desired_index(me))
+        || filter == topics::rpc_request(me)
+        || filter == topics::net_routes()
 }
 
 /// Why a connection was cut (logged with the node's name).
@@ -308,6 +310,18 @@ mod tests {
             &Identity::Master,
             "herd/v1/nodes/+/observed/#"
         ));
+    }
+
+    #[test]
+    fn every_node_reads_the_pod_routes_and_none_writes_them() {
+        for n in ["a", "b"] {
+            assert!(may_subscribe(&node(n), "herd/v1/net/routes"));
+            assert!(!may_publish(&node(n), "herd/v1/net/routes"));
+        }
+        for f in ["herd/v1/net/#", "herd/v1/net/+", "herd/v1/net/routes/#"] {
+            assert!(!may_subscribe(&node("a"), f), "{f}");
+        }
+        assert!(may_publish(&Identity::Master, "herd/v1/net/routes"));
     }
 
     fn connect(client_id: &str, user: Option<&str>, will: Option<&str>) -> Packet {

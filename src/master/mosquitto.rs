@@ -53,6 +53,8 @@ pub fn acl_file() -> String {
     for t in ["desired", "desired/#", "rpc/req"] {
         s.push_str(&format!("pattern read herd/v1/nodes/%u/{t}\n"));
     }
+    // Every node reads the cluster's pod routes; only the master writes them.
+    s.push_str("pattern read herd/v1/net/routes\n");
     s
 }
 
@@ -99,6 +101,8 @@ mod tests {
         assert!(acl.contains("pattern write herd/v1/nodes/%u/observed/#"));
         assert!(acl.contains("pattern read herd/v1/nodes/%u/desired/#"));
         assert!(!acl.contains("pattern readwrite"));
+        assert!(acl.contains("pattern read herd/v1/net/routes\n"));
+        assert!(!acl.contains("pattern write herd/v1/net"));
         let pw = password_file("m", &[("w1".into(), "$7$h".into())]);
         assert!(pw.starts_with("herd-master:$7$101$") && pw.ends_with("\nw1:$7$h\n"));
     }

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod images;
 pub mod join;
 pub mod kernel;
+pub mod net;
 pub mod platform;
 pub mod pods;
 pub mod runtime;
@@ -34,6 +35,8 @@ pub struct WorkerConfig {
     pub stop_pods_on_exit: bool,
     /// First restart delay (Kubernetes: 10 s); tests shorten it.
     pub backoff_base: Duration,
+    /// How pods are networked (`--pod-network`).
+    pub pod_network: net::Mode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +129,21 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     // Containers of persisted pods are adopted, everything else a previous agent left is
     // removed, before any pod starts.
     let plan = adoption::adopt_or_sweep(&runtime, &images, dir, persisted.as_ref()).await;
+    let network = Arc::new(net::Network::new(cfg.pod_network, &creds.node_name, dir));
+    {
+        // Sandboxes and addresses of pods no longer wanted go; wanted ones are kept for
+        // their pods (adopted or restarted) to find.
+        let keep: std::collections::HashSet<String> = persisted
+            .as_ref()
+            .map(|d| d.wanted())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.metadata.uid.clone())
+            .collect();
+        let n = network.clone();
+        let _ = tokio::task::spawn_blocking(move || n.sweep(&keep)).await;
+    }
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let mut manager = Manager::new(
         Env {
@@ -135,6 +153,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             logs_dir: dir.join("logs"),
             backoff_base: cfg.backoff_base,
             log_max_bytes: 10 << 20,
+            net: network.clone(),
         },
         reports_tx,
     );
@@ -147,6 +166,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             stop_pods_on_exit: cfg.stop_pods_on_exit,
             desired: persisted.unwrap_or_default(),
             desired_file,
+            net: network,
         },
         manager,
         reports_rx,

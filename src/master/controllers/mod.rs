@@ -7,6 +7,7 @@ pub mod desired;
 pub mod gc;
 pub mod nodelifecycle;
 pub mod nodes;
+pub mod podnet;
 pub mod replicaset;
 pub mod scheduling;
 
