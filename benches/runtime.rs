@@ -44,6 +44,7 @@ fn config(dir: &Path, tag: &str, i: usize) -> ContainerConfig {
         log_path: dir.join("logs").join(format!("{id}.log")),
         log_max_bytes: 1 << 20,
         security: Default::default(),
+        sandbox: Default::default(),
         id,
     }
 }

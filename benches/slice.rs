@@ -110,6 +110,7 @@ fn raw_child(args: &[String]) -> i32 {
             log_path: dir.join("raw.log"),
             log_max_bytes: 1 << 20,
             security: Default::default(),
+            sandbox: Default::default(),
             id: id.clone(),
         };
         std::fs::create_dir_all(&cfg.bundle_dir).expect("create bundle dir");

@@ -40,6 +40,7 @@ pub(crate) async fn signalled() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn master_config(
     data_dir: &Path,
     api: &str,
@@ -48,8 +49,9 @@ fn master_config(
     adv: &Option<String>,
     admin_conf: &Path,
     lifecycle: &LifecycleArgs,
-) -> MasterConfig {
-    MasterConfig {
+    cluster_cidr: &str,
+) -> anyhow::Result<MasterConfig> {
+    Ok(MasterConfig {
         data_dir: data_dir.to_path_buf(),
         api_addr: api.to_string(),
         mqtt_addr: mqtt.to_string(),
@@ -60,7 +62,8 @@ fn master_config(
         eviction_grace: Duration::from_secs(lifecycle.eviction_seconds),
         tls: true,
         tls_sans: Vec::new(),
-    }
+        pod_net: crate::master::podcidr::Plan::parse(cluster_cidr)?,
+    })
 }
 
 impl MasterConfig {
@@ -107,7 +110,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &args.advertise_address,
         &admin_conf,
         &args.lifecycle,
-    )
+        &args.cluster_cidr,
+    )?
     .with_tls(&args.tls);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
@@ -121,13 +125,19 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
 fn services_config(
     a: &crate::cli::args::ServiceArgs,
     labels: &std::collections::BTreeMap<String, String>,
+    pod_network: worker::net::Mode,
 ) -> worker::services::ServicesConfig {
     let ingress_node = labels
         .get(crate::api::ingress::INGRESS_NODE_LABEL)
         .is_some_and(|v| v == "true");
     worker::services::ServicesConfig {
-        // `auto` needs a pod network of the worker's own, which this build does not have yet.
-        rules: a.service_rules == "on",
+        // Without a pod network of its own the worker may share its network namespace with
+        // others (tests): their rules would fight over one table.
+        rules: match a.service_rules.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => pod_network == worker::net::Mode::Bridge,
+        },
         dns_listen: a.dns_listen.clone(),
         dns_upstreams: None,
         ingress: ingress_node.then(|| std::net::SocketAddr::from(([0, 0, 0, 0], a.ingress_port))),
@@ -151,10 +161,11 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         // An agent restart (systemd, upgrade) must not touch pods: the next agent adopts them.
         stop_pods_on_exit: args.stop_pods_on_exit,
         backoff_base: backoff_base(),
+        pod_network: worker::net::Mode::parse(&args.pod_network),
         services: Default::default(),
     };
     let cfg = WorkerConfig {
-        services: services_config(&args.services, &cfg.labels),
+        services: services_config(&args.services, &cfg.labels, cfg.pod_network),
         ..cfg
     };
     let (tx, rx) = watch::channel(false);
@@ -183,7 +194,8 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &args.advertise_address,
         &admin_conf,
         &args.lifecycle,
-    )
+        &args.cluster_cidr,
+    )?
     .with_tls(&args.tls);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
@@ -200,7 +212,11 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         heartbeat: HEARTBEAT,
         stop_pods_on_exit: !args.leave_running,
         backoff_base: backoff_base(),
-        services: Default::default(),
+        pod_network: worker::net::Mode::parse(&args.pod_network),
+        services: worker::services::ServicesConfig {
+            rules: worker::net::Mode::parse(&args.pod_network) == worker::net::Mode::Bridge,
+            ..Default::default()
+        },
     };
     println!("local worker: node {}", wcfg.node_name);
     let (tx, rx) = watch::channel(false);

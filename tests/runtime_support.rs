@@ -100,6 +100,7 @@ impl Fixture {
             log_path: self.dir.path().join("logs").join(format!("{id}.log")),
             log_max_bytes: 1 << 20,
             security: Default::default(),
+            sandbox: Default::default(),
             cgroup_path,
             id,
         }

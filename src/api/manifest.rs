@@ -428,7 +428,13 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
         ["spec", "template", rest @ ..] if !rest.is_empty() => rest,
         other => other,
     };
-    match shape {
+    // Init containers take the fields of containers (probes are refused by validation).
+    let shape: Vec<&str> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, s)| if i == 1 && *s == "initContainers" { "containers" } else { *s })
+        .collect();
+    match shape.as_slice() {
         [] => &[],
         ["metadata"] => &["generateName", "finalizers", "deletionGracePeriodSeconds"],
         ["spec"] => &[
@@ -440,12 +446,10 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "ephemeralContainers",
             "hostAliases",
             "hostIPC",
-            "hostNetwork",
             "hostPID",
             "hostUsers",
             "hostname",
             "imagePullSecrets",
-            "initContainers",
             "os",
             "overhead",
             "preemptionPolicy",
@@ -515,7 +519,7 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
         ["spec", "securityContext", "seccompProfile"]
         | ["spec", "containers", "securityContext", "seccompProfile"] => &["localhostProfile"],
         ["spec", "containers", "env"] => &["valueFrom"],
-        ["spec", "containers", "ports"] => &["hostIP", "hostPort"],
+        ["spec", "containers", "ports"] => &["hostIP"],
         ["spec", "containers", "livenessProbe" | "readinessProbe" | "startupProbe"] => &["grpc"],
         ["spec", "containers", "resources"] => &["claims"],
         _ => &[],
@@ -1008,9 +1012,9 @@ spec:
                 "not supported yet",
             ),
             (
-                second(with("    image: nginx:1.27\n", "    image: x\n    ports: [{containerPort: 80, hostPort: 80}]\n")),
+                second(with("    image: nginx:1.27\n", "    image: x\n    ports: [{containerPort: 80, hostIP: 1.2.3.4}]\n")),
                 2,
-                "spec.containers[0].ports[0].hostPort",
+                "spec.containers[0].ports[0].hostIP",
                 "not supported yet",
             ),
             (

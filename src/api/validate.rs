@@ -218,6 +218,45 @@ pub fn validate_pod(pod: &Pod) -> Result<(), ValidationError> {
         }
         validate_container(&mut errs, &path, c);
     }
+    for (i, c) in spec.init_containers.iter().enumerate() {
+        let path = format!("spec.initContainers[{i}]");
+        if c.name.is_empty() {
+            errs.add(format!("{path}.name"), "is required");
+        } else if let Err(m) = validate_dns1123_label(&c.name) {
+            errs.add(format!("{path}.name"), m);
+        } else if !names.insert(c.name.as_str()) {
+            errs.add(
+                format!("{path}.name"),
+                format!("duplicate container name {:?}", c.name),
+            );
+        }
+        for (field, set) in [
+            ("livenessProbe", c.liveness_probe.is_some()),
+            ("readinessProbe", c.readiness_probe.is_some()),
+            ("startupProbe", c.startup_probe.is_some()),
+        ] {
+            if set {
+                errs.add(
+                    format!("{path}.{field}"),
+                    "must not be set for init containers",
+                );
+            }
+        }
+        validate_container(&mut errs, &path, c);
+    }
+    let mut host_ports = HashSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        for (j, p) in c.ports.iter().enumerate() {
+            if let Some(h) = p.host_port {
+                if !host_ports.insert((h, p.protocol)) {
+                    errs.add(
+                        format!("spec.containers[{i}].ports[{j}].hostPort"),
+                        format!("duplicate hostPort {h}/{:?}", p.protocol),
+                    );
+                }
+            }
+        }
+    }
     if let Some(g) = spec.termination_grace_period_seconds {
         if g < 0 {
             errs.add(

@@ -64,6 +64,7 @@ pub fn may_subscribe(id: &Identity, filter: &str) -> bool {
         || filter == topics::rpc_request(me)
         || within(crate::proto::services::SERVICES)
         || within(crate::proto::services::INGRESSES)
+        || filter == topics::net_routes()
 }
 
 /// Why a connection was cut (logged with the node's name).
@@ -332,6 +333,18 @@ mod tests {
             &Identity::Master,
             "herd/v1/nodes/+/observed/#"
         ));
+    }
+
+    #[test]
+    fn every_node_reads_the_pod_routes_and_none_writes_them() {
+        for n in ["a", "b"] {
+            assert!(may_subscribe(&node(n), "herd/v1/net/routes"));
+            assert!(!may_publish(&node(n), "herd/v1/net/routes"));
+        }
+        for f in ["herd/v1/net/#", "herd/v1/net/+", "herd/v1/net/routes/#"] {
+            assert!(!may_subscribe(&node("a"), f), "{f}");
+        }
+        assert!(may_publish(&Identity::Master, "herd/v1/net/routes"));
     }
 
     fn connect(client_id: &str, user: Option<&str>, will: Option<&str>) -> Packet {

@@ -7,6 +7,7 @@ pub mod gate;
 pub mod ingest;
 pub mod maintenance;
 pub mod mosquitto;
+pub mod podcidr;
 pub mod podops;
 pub mod scheduler;
 pub mod server;
@@ -44,6 +45,8 @@ pub struct MasterConfig {
     pub tls: bool,
     /// Extra names for the server certificate.
     pub tls_sans: Vec<String>,
+    /// Pod address plan (`--cluster-cidr`): one subnet of it per node.
+    pub pod_net: podcidr::Plan,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +276,11 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         tokio::spawn(ingest::run(store.clone(), liveness.clone(), inbox_rx)),
         tokio::spawn(controllers::scheduling::run(store.clone())),
         tokio::spawn(controllers::desired::run(store.clone(), bus.clone())),
+        tokio::spawn(controllers::podnet::run(
+            store.clone(),
+            bus.clone(),
+            cfg.pod_net,
+        )),
         tokio::spawn(controllers::replicaset::run(store.clone())),
         tokio::spawn(controllers::deployment::run(store.clone())),
         tokio::spawn(controllers::gc::run(store.clone())),

@@ -61,6 +61,8 @@ pub fn acl_file() -> String {
     ] {
         s.push_str(&format!("pattern read {tree}\npattern read {tree}/#\n"));
     }
+    // Every node reads the cluster's pod routes; only the master writes them.
+    s.push_str("pattern read herd/v1/net/routes\n");
     s
 }
 
@@ -111,6 +113,8 @@ mod tests {
         assert!(acl.contains("pattern read herd/v1/services/#\n"));
         assert!(acl.contains("pattern read herd/v1/ingresses/#\n"));
         assert!(!acl.contains("write herd/v1/services"));
+        assert!(acl.contains("pattern read herd/v1/net/routes\n"));
+        assert!(!acl.contains("pattern write herd/v1/net"));
         let pw = password_file("m", &[("w1".into(), "$7$h".into())]);
         assert!(pw.starts_with("herd-master:$7$101$") && pw.ends_with("\nw1:$7$h\n"));
     }

@@ -5,6 +5,7 @@ pub mod agent;
 pub mod images;
 pub mod join;
 pub mod kernel;
+pub mod net;
 pub mod platform;
 pub mod pods;
 pub mod runtime;
@@ -37,6 +38,8 @@ pub struct WorkerConfig {
     pub backoff_base: Duration,
     /// The service data plane: rules, DNS, ingress proxy.
     pub services: services::ServicesConfig,
+    /// How pods are networked (`--pod-network`).
+    pub pod_network: net::Mode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,22 @@ pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>, Worke
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
+}
+
+/// The node's bridge address (first host of its pod subnet) as the pod network learns it;
+/// always None without a bridge pod network.
+fn bridge_address(network: &Arc<net::Network>) -> watch::Receiver<Option<std::net::Ipv4Addr>> {
+    let bridge = network.mode == net::Mode::Bridge;
+    let mut nets = network.node_net();
+    let first = move |n: &Option<net::NodeNet>| n.as_ref().filter(|_| bridge).map(|n| n.pod_cidr.gateway());
+    let (tx, rx) = watch::channel(first(&nets.borrow_and_update()));
+    tokio::spawn(async move {
+        while nets.changed().await.is_ok() {
+            let ip = first(&nets.borrow_and_update());
+            tx.send_if_modified(|cur| std::mem::replace(cur, ip) != ip);
+        }
+    });
+    rx
 }
 
 /// Image store root for a worker data dir.
@@ -129,6 +148,21 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     // Containers of persisted pods are adopted, everything else a previous agent left is
     // removed, before any pod starts.
     let plan = adoption::adopt_or_sweep(&runtime, &images, dir, persisted.as_ref()).await;
+    let network = Arc::new(net::Network::new(cfg.pod_network, &creds.node_name, dir));
+    {
+        // Sandboxes and addresses of pods no longer wanted go; wanted ones are kept for
+        // their pods (adopted or restarted) to find.
+        let keep: std::collections::HashSet<String> = persisted
+            .as_ref()
+            .map(|d| d.wanted())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.metadata.uid.clone())
+            .collect();
+        let n = network.clone();
+        let _ = tokio::task::spawn_blocking(move || n.sweep(&keep)).await;
+    }
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let mut manager = Manager::new(
         Env {
@@ -138,13 +172,14 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             logs_dir: dir.join("logs"),
             backoff_base: cfg.backoff_base,
             log_max_bytes: 10 << 20,
+            net: network.clone(),
         },
         reports_tx,
     );
     manager.adopt(plan.resume);
     let (net_table, table_rx) = watch::channel(Arc::new(services::NetTable::default()));
-    // The bridge address comes with pod networking; until then DNS listens only where told.
-    let (_bridge_tx, bridge_rx) = watch::channel(None);
+    // DNS listens on the bridge's address once the pod network knows the node's subnet.
+    let bridge_rx = bridge_address(&network);
     let data_plane = tokio::spawn(services::run(
         cfg.services.clone(),
         services::Inputs {
@@ -161,6 +196,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             desired: persisted.unwrap_or_default(),
             desired_file,
             net_table,
+            net: network,
         },
         manager,
         reports_rx,

@@ -295,6 +295,9 @@ pub fn pod_restarts(p: &Pod) -> u32 {
 /// container wins, as in kubectl), else `Terminating` while deletion is in progress, else the
 /// pod's reason or phase. `Completed` turns back into `Running` while another container runs.
 pub fn pod_status(p: &Pod) -> String {
+    if let Some(init) = init_status(p) {
+        return init;
+    }
     let mut reason: Option<String> = None;
     let mut running = false;
     for c in p.status.container_statuses.iter().rev() {
@@ -325,6 +328,31 @@ pub fn pod_status(p: &Pod) -> String {
         return p.status.reason.clone();
     }
     p.status.phase.to_string()
+}
+
+/// kubectl's `Init:…` while init containers have not all completed: the failing one's
+/// reason (`Init:Error`, `Init:CrashLoopBackOff`), else `Init:done/total`.
+fn init_status(p: &Pod) -> Option<String> {
+    let inits = &p.status.init_container_statuses;
+    let done = inits
+        .iter()
+        .filter(|c| c.state.terminated.as_ref().is_some_and(|t| t.exit_code == 0))
+        .count();
+    if inits.is_empty() || done == inits.len() {
+        return None;
+    }
+    for c in inits {
+        if let Some(t) = c.state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+            let r = if t.reason.is_empty() { "Error" } else { &t.reason };
+            return Some(format!("Init:{r}"));
+        }
+        if let Some(w) = c.state.waiting.as_ref() {
+            if !w.reason.is_empty() && w.reason != "PodInitializing" && w.reason != "ContainerCreating" {
+                return Some(format!("Init:{}", w.reason));
+            }
+        }
+    }
+    Some(format!("Init:{done}/{}", inits.len()))
 }
 
 /// kubectl's columns; values are never shown in a table.

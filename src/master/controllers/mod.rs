@@ -8,6 +8,7 @@ pub mod endpoints;
 pub mod gc;
 pub mod nodelifecycle;
 pub mod nodes;
+pub mod podnet;
 pub mod replicaset;
 pub mod scheduling;
 

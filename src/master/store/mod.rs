@@ -6,6 +6,7 @@
 //! committed with `synchronous=FULL`, so an acknowledged write survives `kill -9` and power
 //! loss. Writes that change nothing are skipped: SD cards wear out.
 
+mod podcidrs;
 mod schema;
 mod seal;
 mod tokens;

@@ -19,7 +19,7 @@ use crate::api::probe::ProbeKind;
 use crate::api::{Container, ContainerStatus, Pod};
 use crate::util::time::now_rfc3339;
 use crate::worker::images::{Image, ImageStore};
-use crate::worker::runtime::{ContainerConfig, Exit, Runtime, Started};
+use crate::worker::runtime::{ContainerConfig, Exit, PodSandbox, Runtime, Started};
 
 /// File in an attempt's dir naming the pod generation it was started for, so a new agent
 /// never adopts a container of a spec that has since changed.
@@ -35,6 +35,8 @@ pub struct Env<R: Runtime> {
     pub logs_dir: PathBuf,
     pub backoff_base: Duration,
     pub log_max_bytes: u64,
+    /// Pod sandboxes and networking.
+    pub net: Arc<crate::worker::net::Network>,
 }
 
 /// A container task's report to its pod loop.
@@ -54,7 +56,7 @@ pub fn log_path(logs_dir: &std::path::Path, uid: &str, container: &str, attempt:
         .join(format!("{attempt}.log"))
 }
 
-fn waiting(reason: &str, message: String) -> ContainerState {
+pub(super) fn waiting(reason: &str, message: String) -> ContainerState {
     ContainerState {
         waiting: Some(StateWaiting {
             reason: reason.into(),
@@ -64,7 +66,7 @@ fn waiting(reason: &str, message: String) -> ContainerState {
     }
 }
 
-fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
+pub(super) fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
     let reason = if exit.oom_killed {
         "OOMKilled"
     } else if exit.exit_code == 0 {
@@ -83,7 +85,7 @@ fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
 }
 
 /// libcontainer ids: short, unique per attempt, `[a-z0-9-]`.
-fn container_id(uid: &str, name: &str, attempt: u32) -> String {
+pub(super) fn container_id(uid: &str, name: &str, attempt: u32) -> String {
     let short: String = uid
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -131,6 +133,7 @@ pub async fn run<R: Runtime>(
     updates: mpsc::Sender<Update>,
     mut stop: watch::Receiver<Option<i64>>,
     resume: Option<Resume>,
+    sandbox: Arc<PodSandbox>,
 ) {
     let spec: Container = pod.spec.containers[index].clone();
     let uid = pod.metadata.uid.clone();
@@ -221,7 +224,8 @@ pub async fn run<R: Runtime>(
                 };
                 attempt += 1;
                 let (id, dir) = attempt_paths(&env, &uid, &spec.name, attempt);
-                let outcome = start_one(&env, &pod, &spec, &image, &id, &dir, attempt).await;
+                let outcome =
+                    start_one(&env, &pod, &spec, &image, &id, &dir, attempt, &sandbox).await;
                 match outcome {
                     Ok(s) => {
                         status.image_id = image.id.clone();
@@ -339,7 +343,7 @@ pub async fn run<R: Runtime>(
 }
 
 /// Container id and dir of one attempt.
-fn attempt_paths<R: Runtime>(
+pub(super) fn attempt_paths<R: Runtime>(
     env: &Env<R>,
     uid: &str,
     name: &str,
@@ -445,14 +449,14 @@ async fn supervise<R: Runtime>(
 }
 
 /// True if stopped while waiting.
-async fn wait_or_stop(stop: &mut watch::Receiver<Option<i64>>, d: Duration) -> bool {
+pub(super) async fn wait_or_stop(stop: &mut watch::Receiver<Option<i64>>, d: Duration) -> bool {
     // A dropped sender (manager gone) counts as a stop too.
     tokio::time::timeout(d, stop.wait_for(|s| s.is_some()))
         .await
         .is_ok()
 }
 
-async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result<Image, String> {
+pub(super) async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result<Image, String> {
     let images = env.images.clone();
     let r = reference.to_string();
     match tokio::task::spawn_blocking(move || images.resolve(&r)).await {
@@ -467,7 +471,7 @@ async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result<Image, Str
 }
 
 /// Why an attempt did not start, as the kubelet's waiting reasons tell it.
-enum StartFailure {
+pub(super) enum StartFailure {
     /// The container's settings forbid it (`runAsNonRoot` with a root user).
     Config(String),
     /// Creating or starting it failed.
@@ -475,7 +479,7 @@ enum StartFailure {
 }
 
 impl StartFailure {
-    fn reason_and_message(self) -> (&'static str, String) {
+    pub(super) fn reason_and_message(self) -> (&'static str, String) {
         match self {
             StartFailure::Config(m) => ("CreateContainerConfigError", m),
             StartFailure::Create(m) => ("CreateContainerError", m),
@@ -490,7 +494,7 @@ impl From<String> for StartFailure {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn start_one<R: Runtime>(
+pub(super) async fn start_one<R: Runtime>(
     env: &Env<R>,
     pod: &Pod,
     spec: &Container,
@@ -498,6 +502,7 @@ async fn start_one<R: Runtime>(
     id: &str,
     dir: &std::path::Path,
     attempt: u32,
+    sandbox: &PodSandbox,
 ) -> Result<Started, StartFailure> {
     let confined = super::security::effective(pod, spec, &image.config.user)
         .map_err(|e| StartFailure::Config(e.to_string()))?;
@@ -546,6 +551,7 @@ async fn start_one<R: Runtime>(
         log_path,
         log_max_bytes: env.log_max_bytes,
         security: confined.security,
+        sandbox: sandbox.clone(),
     };
     let started = env.runtime.start(&cfg).await.map_err(|e| e.to_string())?;
     tracing::info!(container = %spec.name, pid = started.pid, "container started");
@@ -553,7 +559,7 @@ async fn start_one<R: Runtime>(
 }
 
 /// SIGTERM, the grace period, then SIGKILL; every wait bounded.
-async fn terminate<R: Runtime>(
+pub(super) async fn terminate<R: Runtime>(
     env: &Env<R>,
     id: &str,
     grace: Duration,
@@ -572,7 +578,7 @@ async fn terminate<R: Runtime>(
     }
 }
 
-async fn cleanup<R: Runtime>(env: &Env<R>, id: &str, dir: &std::path::Path) {
+pub(super) async fn cleanup<R: Runtime>(env: &Env<R>, id: &str, dir: &std::path::Path) {
     if let Err(e) = env.runtime.remove(id).await {
         tracing::warn!(%id, error = %e, "container removal incomplete");
     }

@@ -97,8 +97,9 @@ pub async fn run(cfg: ServicesConfig, mut inputs: Inputs) {
     }
     let mut bridge_dns: Option<(Ipv4Addr, Vec<tokio::task::JoinHandle<()>>)> = None;
     let loader = Arc::new(std::sync::Mutex::new(nft::Loader::default()));
-    let mut retry = false;
+    let mut retry: bool;
     loop {
+        retry = false;
         let table = inputs.table.borrow_and_update().clone();
         let snap = Arc::new(Snapshot::of((*table).clone()));
         snap_tx.send_replace(snap.clone());
@@ -112,7 +113,6 @@ pub async fn run(cfg: ServicesConfig, mut inputs: Inputs) {
                     .apply(&script)
             })
             .await;
-            retry = false;
             match res {
                 Ok(Ok(true)) => {
                     tracing::debug!(services = snap.table.services.len(), "service rules loaded")
@@ -153,7 +153,7 @@ pub async fn run(cfg: ServicesConfig, mut inputs: Inputs) {
         tokio::select! {
             r = inputs.table.changed() => if r.is_err() { break },
             r = inputs.bridge_ip.changed() => if r.is_err() { break },
-            _ = tokio::time::sleep(std::time::Duration::from_secs(2)), if retry => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)), if retry => {}
         }
     }
     for t in tasks {
