@@ -144,8 +144,10 @@ pub async fn run(cfg: ServicesConfig, mut inputs: Inputs) {
                         tracing::info!(%addr, "dns responder listening on the bridge");
                         bridge_dns = Some((ip, t));
                     }
+                    // The bridge may not hold its address yet: try again shortly.
                     Err(e) => {
-                        tracing::warn!(%addr, error = %e, "dns responder cannot listen on the bridge")
+                        tracing::debug!(%addr, error = %e, "dns responder cannot listen on the bridge yet");
+                        retry = true;
                     }
                 }
             }
