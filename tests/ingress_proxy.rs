@@ -18,7 +18,9 @@ async fn backend(name: &'static str, upgrade: bool) -> u16 {
     let port = l.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
-            let Ok((mut s, _)) = l.accept().await else { return };
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
@@ -31,7 +33,10 @@ async fn backend(name: &'static str, upgrade: bool) -> u16 {
                 let head = String::from_utf8_lossy(&buf).to_string();
                 let host = head
                     .lines()
-                    .find_map(|l| l.strip_prefix("host: ").or_else(|| l.strip_prefix("Host: ")))
+                    .find_map(|l| {
+                        l.strip_prefix("host: ")
+                            .or_else(|| l.strip_prefix("Host: "))
+                    })
                     .unwrap_or("")
                     .to_string();
                 if upgrade {
@@ -85,16 +90,26 @@ fn service(name: &str, ports: &[u16]) -> ServiceState {
 /// Sends one request, returns (status, body).
 async fn request(proxy: u16, host: &str, path: &str) -> (u16, String) {
     let mut s = TcpStream::connect(("127.0.0.1", proxy)).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
         .await
         .unwrap()
         .unwrap();
-    let status = out.split_whitespace().nth(1).unwrap_or("0").parse().unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -107,7 +122,12 @@ async fn hosts_paths_round_robin_errors_and_upgrades() {
         backend("ws", true).await,
     );
     let mut t = NetTable::default();
-    for s in [service("a", &[a1, a2]), service("b", &[b]), service("ws", &[ws]), service("down", &[])] {
+    for s in [
+        service("a", &[a1, a2]),
+        service("b", &[b]),
+        service("ws", &[ws]),
+        service("down", &[]),
+    ] {
         t.services.insert(("default".into(), s.name.clone()), s);
     }
     let ing: Ingress = yaml_serde::from_str(
@@ -139,33 +159,59 @@ spec:
         assert_eq!(code, 200, "{body}");
         let who = body.split_whitespace().next().unwrap().to_string();
         *seen.entry(who).or_insert(0) += 1;
-        assert!(body.ends_with("host=a.example"), "the Host header reaches the backend: {body}");
+        assert!(
+            body.ends_with("host=a.example"),
+            "the Host header reaches the backend: {body}"
+        );
     }
     // Round robin: an even split.
-    assert_eq!(seen.into_iter().collect::<Vec<_>>(), [("a1".to_string(), 5), ("a2".to_string(), 5)]);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        [("a1".to_string(), 5), ("a2".to_string(), 5)]
+    );
     assert!(request(port, "b.example:80", "/").await.1.starts_with("b "));
 
     let (code, body) = request(port, "c.example", "/").await;
     assert_eq!(code, 404);
-    assert!(body.contains("no ingress rule matches host \"c.example\""), "{body}");
+    assert!(
+        body.contains("no ingress rule matches host \"c.example\""),
+        "{body}"
+    );
     let (code, body) = request(port, "b.example", "/down/x").await;
     assert_eq!(code, 503);
-    assert!(body.contains("service default/down:80 has no ready endpoints"), "{body}");
+    assert!(
+        body.contains("service default/down:80 has no ready endpoints"),
+        "{body}"
+    );
 
     // Upgrade: after the 101 the proxy splices the two connections.
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(b"GET /ws HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-        .await
-        .unwrap();
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: a.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
-        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut byte)).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut byte))
+            .await
+            .unwrap()
+            .unwrap();
         head.push(byte[0]);
     }
-    assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
-    s.write_all(b"ping over the upgraded connection").await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s.write_all(b"ping over the upgraded connection")
+        .await
+        .unwrap();
     let mut echo = vec![0u8; 33];
-    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo)).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), s.read_exact(&mut echo))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(&echo, b"ping over the upgraded connection");
 }

@@ -14,7 +14,10 @@ use herd::proto::services::{Backend, PortState, ServiceState};
 use herd::worker::services::{nft, rules};
 
 fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0]).args(&args[1..]).output().expect("spawn");
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
     assert!(
         out.status.success(),
         "{}: {}",
@@ -106,28 +109,62 @@ fn setup() -> Net {
     ipn(&["addr", "add", "10.88.1.1/24", "dev", "herd0"]);
     ipn(&["link", "set", "herd0", "up"]);
     // What the pod network sets: forwarding, and bridged pod traffic through netfilter.
-    net.exec("node", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]).expect("ip_forward");
-    net.exec("node", &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"])
-        .expect("br_netfilter");
+    net.exec("node", &["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        .expect("ip_forward");
+    net.exec(
+        "node",
+        &["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"],
+    )
+    .expect("br_netfilter");
     for (i, p) in ["p1", "p2"].iter().enumerate() {
         let pns = net.ns(p);
         let host_if = format!("hv{p}");
-        ipn(&["link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &pns]);
+        ipn(&[
+            "link", "add", &host_if, "type", "veth", "peer", "name", "eth0", "netns", &pns,
+        ]);
         ipn(&["link", "set", &host_if, "master", "herd0"]);
-        ipn(&["link", "set", &host_if, "type", "bridge_slave", "hairpin", "on"]);
+        ipn(&[
+            "link",
+            "set",
+            &host_if,
+            "type",
+            "bridge_slave",
+            "hairpin",
+            "on",
+        ]);
         ipn(&["link", "set", &host_if, "up"]);
         let addr = format!("10.88.1.{}/24", i + 2);
         sh(&["ip", "-n", &pns, "link", "set", "lo", "up"]);
         sh(&["ip", "-n", &pns, "addr", "add", &addr, "dev", "eth0"]);
         sh(&["ip", "-n", &pns, "link", "set", "eth0", "up"]);
-        sh(&["ip", "-n", &pns, "route", "add", "default", "via", "10.88.1.1"]);
+        sh(&[
+            "ip",
+            "-n",
+            &pns,
+            "route",
+            "add",
+            "default",
+            "via",
+            "10.88.1.1",
+        ]);
     }
     // The LAN side: the client reaches only the node's LAN address.
     let cns = net.ns("client");
-    ipn(&["link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &cns]);
+    ipn(&[
+        "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &cns,
+    ]);
     ipn(&["addr", "add", "10.77.9.1/24", "dev", "eth0"]);
     ipn(&["link", "set", "eth0", "up"]);
-    sh(&["ip", "-n", &cns, "addr", "add", "10.77.9.2/24", "dev", "eth0"]);
+    sh(&[
+        "ip",
+        "-n",
+        &cns,
+        "addr",
+        "add",
+        "10.77.9.2/24",
+        "dev",
+        "eth0",
+    ]);
     sh(&["ip", "-n", &cns, "link", "set", "eth0", "up"]);
     sh(&["ip", "-n", &cns, "link", "set", "lo", "up"]);
     // The node itself reaches the service range through the bridge (NOTES.md).
@@ -140,7 +177,17 @@ fn serve(net: &mut Net, pod: &str) {
     std::fs::create_dir_all(&www).expect("www");
     std::fs::write(www.join("index.html"), format!("{pod}\n")).expect("index");
     let child = Command::new("ip")
-        .args(["netns", "exec", &net.ns(pod), "busybox", "httpd", "-f", "-p", "8080", "-h"])
+        .args([
+            "netns",
+            "exec",
+            &net.ns(pod),
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "8080",
+            "-h",
+        ])
         .arg(&www)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -207,7 +254,12 @@ fn cluster_ips_node_ports_and_hairpin_work_through_the_loaded_rules() {
         std::thread::sleep(Duration::from_millis(100));
     }
 
-    let web = service("web", "10.89.0.10", &["10.88.1.2", "10.88.1.3"], Some(30080));
+    let web = service(
+        "web",
+        "10.89.0.10",
+        &["10.88.1.2", "10.88.1.3"],
+        Some(30080),
+    );
     let selfie = service("selfie", "10.89.0.11", &["10.88.1.2"], None);
     let empty = service("empty", "10.89.0.12", &[], None);
     let mut loader = nft::Loader::default();
@@ -251,5 +303,7 @@ fn cluster_ips_node_ports_and_hairpin_work_through_the_loaded_rules() {
     assert_eq!(after, ["p2".to_string()].into());
     // Removing everything leaves no table behind.
     assert!(load_in(&net, &mut loader, rules::teardown()));
-    assert!(net.exec("node", &["nft", "list", "table", "ip", "herd-svc"]).is_none());
+    assert!(net
+        .exec("node", &["nft", "list", "table", "ip", "herd-svc"])
+        .is_none());
 }

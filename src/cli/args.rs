@@ -273,10 +273,20 @@ pub struct ServiceArgs {
     pub service_rules: String,
     /// Extra address for the node's DNS responder (UDP and TCP), besides port 53 of the
     /// node's bridge address (repeatable)
-    #[arg(long, value_name = "IP:PORT", env = "HERD_DNS_LISTEN", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        env = "HERD_DNS_LISTEN",
+        value_delimiter = ','
+    )]
     pub dns_listen: Vec<std::net::SocketAddr>,
     /// Port of the ingress proxy, run on nodes labelled herd.io/ingress=true
-    #[arg(long, value_name = "PORT", default_value_t = 80, env = "HERD_INGRESS_PORT")]
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 80,
+        env = "HERD_INGRESS_PORT"
+    )]
     pub ingress_port: u16,
 }
 

@@ -87,7 +87,8 @@ pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>, Worke
 fn bridge_address(network: &Arc<net::Network>) -> watch::Receiver<Option<std::net::Ipv4Addr>> {
     let bridge = network.mode == net::Mode::Bridge;
     let mut nets = network.node_net();
-    let first = move |n: &Option<net::NodeNet>| n.as_ref().filter(|_| bridge).map(|n| n.pod_cidr.gateway());
+    let first =
+        move |n: &Option<net::NodeNet>| n.as_ref().filter(|_| bridge).map(|n| n.pod_cidr.gateway());
     let (tx, rx) = watch::channel(first(&nets.borrow_and_update()));
     tokio::spawn(async move {
         while nets.changed().await.is_ok() {

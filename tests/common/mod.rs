@@ -121,6 +121,11 @@ impl Cluster {
         Self::start_opts(&labels, None, Some(net))
     }
 
+    /// `start_in` with labels per worker (w1 gets the first list, ...).
+    pub fn start_in_labelled(net: &netns::Topology, worker_labels: &[&[&str]]) -> Cluster {
+        Self::start_opts(worker_labels, None, Some(net))
+    }
+
     fn start_opts(
         worker_labels: &[&[&str]],
         broker: Option<&str>,
@@ -362,6 +367,11 @@ impl Cluster {
         .arg(&dir)
         .args(ca_args(self.ca_hash.as_deref()))
         .env("HERD_RESTART_BACKOFF_BASE_MS", "300");
+        // Workers sharing the host's network namespace must not each build a pod network
+        // (and service rules) there; in a namespace of their own they do.
+        if !self.worker_ns.contains_key(name) {
+            cmd.env("HERD_POD_NETWORK", "none");
+        }
         for l in labels {
             cmd.args(["--node-label", l]);
         }

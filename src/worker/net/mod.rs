@@ -248,9 +248,7 @@ impl Network {
             self.ensure_node(nn)?;
             let ip = {
                 let mut inner = lock(&self.inner);
-                let ipam = inner
-                    .ipam
-                    .get_or_insert_with(|| Ipam::new(nn.pod_cidr));
+                let ipam = inner.ipam.get_or_insert_with(|| Ipam::new(nn.pod_cidr));
                 let had = ipam.pods.contains_key(uid.as_str());
                 let ip = ipam.allocate(uid)?;
                 if !had {
@@ -282,7 +280,8 @@ impl Network {
         } else {
             files::hosts(out.pod_ip, &hostname)
         };
-        sb.files.push((write("hosts", &hosts)?, "/etc/hosts".into()));
+        sb.files
+            .push((write("hosts", &hosts)?, "/etc/hosts".into()));
         if bridged {
             if let Some(nn) = nn.as_ref() {
                 let text = files::resolv_conf(nn.pod_cidr.gateway(), pod.metadata.ns());
