@@ -314,25 +314,42 @@ fn cluster_ip_dns_node_port_ingress_and_readiness_across_three_nodes() {
     assert!(ok.success());
     let url = format!("http://{w1}:{node_port}/");
     let t0 = Instant::now();
-    let unready = curl(
-        &topo,
-        "client",
-        &[&format!("http://{victim_ip}:8080/cgi-bin/unready")],
-    );
+    let unready = curl(&topo, "client", &[&format!("http://{victim_ip}:8080/cgi-bin/unready")]);
     assert_eq!(unready.as_deref(), Some("unready"));
-    let mut last_seen = Duration::ZERO;
-    while t0.elapsed() < Duration::from_secs(15) {
-        if curl(&topo, "client", &[&url]).as_deref() == Some(victim.as_str()) {
-            last_seen = t0.elapsed();
-        } else if t0.elapsed() > last_seen + Duration::from_secs(3) {
-            break;
+    let (in_api, last_seen) = std::thread::scope(|s| {
+        // When the API's Endpoints move the victim to notReadyAddresses ...
+        let api = s.spawn(|| {
+            while t0.elapsed() < Duration::from_secs(15) {
+                let e = c.get_json(&["get", "endpoints", "web"]);
+                let moved = e.as_ref().and_then(|e| e["subsets"].as_array()).is_some_and(|ss| {
+                    ss.iter().any(|s| {
+                        s["notReadyAddresses"].as_array().is_some_and(|a| a.iter().any(|x| x["ip"] == victim_ip.as_str()))
+                    })
+                });
+                if moved {
+                    return Some(t0.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            None
+        });
+        // ... and the last time the victim answered through the NodePort.
+        let mut last_seen = Duration::ZERO;
+        while t0.elapsed() < Duration::from_secs(15) {
+            if curl(&topo, "client", &[&url]).as_deref() == Some(victim.as_str()) {
+                last_seen = t0.elapsed();
+            } else if t0.elapsed() > last_seen + Duration::from_secs(3) {
+                break;
+            }
         }
-    }
-    println!("readiness: {victim} last answered through the NodePort {last_seen:?} after its probe target was removed");
-    assert!(
-        last_seen < Duration::from_secs(10),
-        "{victim} stayed in rotation"
+        (api.join().expect("api poller"), last_seen)
+    });
+    println!(
+        "readiness: probe target removed at 0; Endpoints showed {victim} not ready after {in_api:?}; \
+         it last answered through the NodePort after {last_seen:?} (probe period 1 s)"
     );
+    assert!(in_api.is_some(), "the Endpoints never showed {victim} as not ready");
+    assert!(last_seen < Duration::from_secs(10), "{victim} stayed in rotation");
     let after: BTreeSet<String> = (0..30)
         .filter_map(|_| curl(&topo, "client", &[&url]))
         .collect();

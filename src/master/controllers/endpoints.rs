@@ -189,6 +189,7 @@ mod tests {
                 name: "http".into(),
                 container_port: http_port,
                 protocol: Default::default(),
+                ..Default::default()
             }],
             ..Default::default()
         });
