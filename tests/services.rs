@@ -239,6 +239,14 @@ fn cluster_ip_dns_node_port_ingress_and_readiness_across_three_nodes() {
         "{log}"
     );
 
+    // The node itself reaches the ClusterIP (output hook; a node without a default route
+    // gets a route for the service range through its bridge).
+    let from_node: BTreeSet<String> = (0..30)
+        .filter_map(|_| curl(&topo, "w2", &[&format!("http://{vip}/")]))
+        .collect();
+    println!("ClusterIP from node w2: {from_node:?}");
+    assert_eq!(from_node.len(), 3, "{from_node:?}");
+
     // NodePort on every node's address, from the LAN client.
     for w in ["w1", "w2", "w3"] {
         let url = format!("http://{}:{node_port}/", topo.ip(w));
@@ -314,18 +322,27 @@ fn cluster_ip_dns_node_port_ingress_and_readiness_across_three_nodes() {
     assert!(ok.success());
     let url = format!("http://{w1}:{node_port}/");
     let t0 = Instant::now();
-    let unready = curl(&topo, "client", &[&format!("http://{victim_ip}:8080/cgi-bin/unready")]);
+    let unready = curl(
+        &topo,
+        "client",
+        &[&format!("http://{victim_ip}:8080/cgi-bin/unready")],
+    );
     assert_eq!(unready.as_deref(), Some("unready"));
     let (in_api, last_seen) = std::thread::scope(|s| {
         // When the API's Endpoints move the victim to notReadyAddresses ...
         let api = s.spawn(|| {
             while t0.elapsed() < Duration::from_secs(15) {
                 let e = c.get_json(&["get", "endpoints", "web"]);
-                let moved = e.as_ref().and_then(|e| e["subsets"].as_array()).is_some_and(|ss| {
-                    ss.iter().any(|s| {
-                        s["notReadyAddresses"].as_array().is_some_and(|a| a.iter().any(|x| x["ip"] == victim_ip.as_str()))
-                    })
-                });
+                let moved = e
+                    .as_ref()
+                    .and_then(|e| e["subsets"].as_array())
+                    .is_some_and(|ss| {
+                        ss.iter().any(|s| {
+                            s["notReadyAddresses"]
+                                .as_array()
+                                .is_some_and(|a| a.iter().any(|x| x["ip"] == victim_ip.as_str()))
+                        })
+                    });
                 if moved {
                     return Some(t0.elapsed());
                 }
@@ -348,12 +365,36 @@ fn cluster_ip_dns_node_port_ingress_and_readiness_across_three_nodes() {
         "readiness: probe target removed at 0; Endpoints showed {victim} not ready after {in_api:?}; \
          it last answered through the NodePort after {last_seen:?} (probe period 1 s)"
     );
-    assert!(in_api.is_some(), "the Endpoints never showed {victim} as not ready");
-    assert!(last_seen < Duration::from_secs(10), "{victim} stayed in rotation");
+    assert!(
+        in_api.is_some(),
+        "the Endpoints never showed {victim} as not ready"
+    );
+    assert!(
+        last_seen < Duration::from_secs(10),
+        "{victim} stayed in rotation"
+    );
     let after: BTreeSet<String> = (0..30)
         .filter_map(|_| curl(&topo, "client", &[&url]))
         .collect();
     assert!(!after.contains(&victim) && after.len() == 2, "{after:?}");
     let e = c.get_json(&["get", "endpoints", "web"]).expect("endpoints");
     assert!(e.to_string().contains("notReadyAddresses"), "{e}");
+
+    // describe shows the endpoints; delete removes the service and, with it, its Endpoints.
+    let (ok, text, _) = c.herd(&["describe", "svc", "web"], None);
+    assert!(
+        ok && text.contains("NodePort") && text.contains("NotReady"),
+        "{text}"
+    );
+    let (ok, out, err) = c.herd(&["delete", "svc", "selfie"], None);
+    assert!(ok, "{out} {err}");
+    c.wait(
+        "selfie's Endpoints removed",
+        Duration::from_secs(30),
+        || {
+            c.get_json(&["get", "endpoints", "selfie"])
+                .is_none()
+                .then_some(())
+        },
+    );
 }

@@ -143,6 +143,20 @@ pub async fn run(cfg: ServicesConfig, mut inputs: Inputs) {
                     Ok(t) => {
                         tracing::info!(%addr, "dns responder listening on the bridge");
                         bridge_dns = Some((ip, t));
+                        if cfg.rules {
+                            match tokio::task::spawn_blocking(move || nft::ensure_service_route(ip))
+                                .await
+                            {
+                                Ok(Ok(true)) => {
+                                    tracing::info!("service range routed through the bridge")
+                                }
+                                Ok(Ok(false)) => {}
+                                Ok(Err(e)) => {
+                                    tracing::warn!(error = %e, "service range not routable from the node")
+                                }
+                                Err(e) => tracing::warn!(error = %e, "service route task failed"),
+                            }
+                        }
                     }
                     // The bridge may not hold its address yet: try again shortly.
                     Err(e) => {

@@ -56,3 +56,43 @@ impl Loader {
         Ok(true)
     }
 }
+
+/// Makes the service range routable from the node itself when nothing routes it (a node
+/// without a default route, as on an isolated LAN): locally sent packets need a route before
+/// the output hook's DNAT runs. Through the bridge, so the source is the bridge address,
+/// which every pod and node can answer. Never replaces a route that exists. Blocking.
+pub fn ensure_service_route(bridge: std::net::Ipv4Addr) -> Result<bool, NftError> {
+    let (net, bits) = crate::api::service::SERVICE_CIDR;
+    let probe = std::net::Ipv4Addr::from(u32::from(net) + 1).to_string();
+    let routed = Command::new("ip")
+        .args(["-4", "route", "get", &probe])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map_err(NftError::Spawn)?
+        .success();
+    if routed {
+        return Ok(false);
+    }
+    let out = Command::new("ip")
+        .args([
+            "-4",
+            "route",
+            "add",
+            &format!("{net}/{bits}"),
+            "dev",
+            super::super::net::sandbox::BRIDGE,
+            "src",
+            &bridge.to_string(),
+        ])
+        .output()
+        .map_err(NftError::Spawn)?;
+    if out.status.success() {
+        Ok(true)
+    } else {
+        Err(NftError::Failed(format!(
+            "ip route add {net}/{bits}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
