@@ -63,7 +63,9 @@ fn pod_ip(c: &Cluster, name: &str) -> Option<String> {
 }
 
 fn wait_ip(c: &Cluster, name: &str) -> String {
-    c.wait(&format!("pod {name} running with an IP"), T, || pod_ip(c, name))
+    c.wait(&format!("pod {name} running with an IP"), T, || {
+        pod_ip(c, name)
+    })
 }
 
 fn pod_cidr(c: &Cluster, node: &str) -> String {
@@ -137,7 +139,12 @@ spec:
         if p["status"]["phase"] == "Failed" {
             let (_, logs, _) = c.herd(&["logs", "client"], None);
             for ns in [net.ns("w1"), net.ns("w2")] {
-                for cmd in [&["ip", "addr"][..], &["ip", "route"], &["bridge", "link"], &["nft", "list", "ruleset"]] {
+                for cmd in [
+                    &["ip", "addr"][..],
+                    &["ip", "route"],
+                    &["bridge", "link"],
+                    &["nft", "list", "ruleset"],
+                ] {
                     eprintln!("{ns} {cmd:?}: {}", in_ns(&ns, cmd).1);
                 }
             }
@@ -147,12 +154,18 @@ spec:
     });
     let (ok, logs, err) = c.herd(&["logs", "client"], None);
     assert!(ok, "{err}");
-    assert!(logs.contains("hello-one") && logs.contains("hello-two"), "{logs}");
+    assert!(
+        logs.contains("hello-one") && logs.contains("hello-two"),
+        "{logs}"
+    );
     let gw2 = c2.replace(".0/24", ".1");
     assert!(logs.contains(&format!("nameserver {gw2}")), "{logs}");
     assert!(logs.contains("search default.svc.cluster.local svc.cluster.local cluster.local"));
     assert!(logs.contains("options ndots:5"), "{logs}");
-    assert!(logs.contains("client"), "pod hostname in /etc/hosts: {logs}");
+    assert!(
+        logs.contains("client"),
+        "pod hostname in /etc/hosts: {logs}"
+    );
     let from_node = fetch(&net.ns("w2"), &ip1, 8080);
     assert_eq!(from_node.as_deref().map(str::trim), Some("hello-one"));
 
@@ -208,7 +221,10 @@ fn routes_follow_nodes_joining_and_leaving() {
             .then_some(())
     });
     // A route someone else made (no proto 147) is never touched by herd.
-    let (ok, out) = in_ns(&w1, &["ip", "route", "add", "10.99.0.0/24", "via", &net.ip("w2")]);
+    let (ok, out) = in_ns(
+        &w1,
+        &["ip", "route", "add", "10.99.0.0/24", "via", &net.ip("w2")],
+    );
     assert!(ok, "{out}");
     c.worker("w2").child.kill().expect("stop w2");
     let (ok, out, err) = c.herd(&["node", "rm", "w2"], None);
@@ -252,9 +268,7 @@ fn pod_ips_survive_an_agent_restart_and_everything_goes_with_the_pod() {
         .expect("uid")
         .to_string();
     assert_eq!(
-        fetch(&w1, &net.ip("w1"), 30080)
-            .as_deref()
-            .map(str::trim),
+        fetch(&w1, &net.ip("w1"), 30080).as_deref().map(str::trim),
         Some("kept"),
         "hostPort"
     );
@@ -288,7 +302,10 @@ spec:
     std::thread::sleep(Duration::from_secs(3));
     let p = c.pod("keep").expect("pod");
     assert_eq!(p["status"]["podIP"].as_str(), Some(ip.as_str()), "{p}");
-    assert_eq!(p["status"]["containerStatuses"][0]["restartCount"], 0, "{p}");
+    assert_eq!(
+        p["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{p}"
+    );
     assert_eq!(
         fetch(&w1, &ip, 8080).as_deref().map(str::trim),
         Some("kept"),
@@ -327,14 +344,20 @@ spec:
             .collect::<String>()
     );
     assert!(in_ns(&w1, &["ip", "link", "show", &veth]).0);
-    assert!(in_ns(&w1, &["nft", "list", "table", "ip", "herd-net"]).1.contains("30080"));
+    assert!(in_ns(&w1, &["nft", "list", "table", "ip", "herd-net"])
+        .1
+        .contains("30080"));
     assert!(c.herd(&["delete", "pod", "keep"], None).0);
     c.wait("keep gone", T, || c.pod("keep").is_none().then_some(()));
-    c.wait("veth gone", T, || (!in_ns(&w1, &["ip", "link", "show", &veth]).0).then_some(()));
+    c.wait("veth gone", T, || {
+        (!in_ns(&w1, &["ip", "link", "show", &veth]).0).then_some(())
+    });
     assert!(!data.join("sandboxes").join(&uid).exists());
     let ipam = std::fs::read_to_string(data.join("state/ipam.json")).expect("ipam");
     assert!(!ipam.contains(&uid), "{ipam}");
-    assert!(!in_ns(&w1, &["nft", "list", "table", "ip", "herd-net"]).1.contains("30080"));
+    assert!(!in_ns(&w1, &["nft", "list", "table", "ip", "herd-net"])
+        .1
+        .contains("30080"));
     for p in ["fresh", "hostnet", "out"] {
         assert!(c.herd(&["delete", "pod", p], None).0);
     }
@@ -369,7 +392,9 @@ spec:
         let p = c.pod("ordered")?;
         (p["status"]["phase"] == "Running").then_some(p)
     });
-    let inits = p["status"]["initContainerStatuses"].as_array().expect("init statuses");
+    let inits = p["status"]["initContainerStatuses"]
+        .as_array()
+        .expect("init statuses");
     assert_eq!(inits.len(), 2);
     let t = |i: usize, k: &str| {
         inits[i]["state"]["terminated"][k]
@@ -378,7 +403,10 @@ spec:
             .to_string()
     };
     assert_eq!(inits[0]["state"]["terminated"]["exitCode"], 0);
-    assert!(t(1, "startedAt") >= t(0, "finishedAt"), "second began before first ended: {p}");
+    assert!(
+        t(1, "startedAt") >= t(0, "finishedAt"),
+        "second began before first ended: {p}"
+    );
     let app_started = p["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]
         .as_str()
         .expect("app running")
@@ -425,7 +453,10 @@ spec:
             out.contains(want).then_some(())
         });
         let p = c.pod(name).expect("pod");
-        let apps = p["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+        let apps = p["status"]["containerStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         assert!(
             apps.iter().all(|a| a["state"]["running"].is_null()),
             "the app started despite a failed init container: {p}"

@@ -417,7 +417,13 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
     let shape: Vec<&str> = shape
         .iter()
         .enumerate()
-        .map(|(i, s)| if i == 1 && *s == "initContainers" { "containers" } else { *s })
+        .map(|(i, s)| {
+            if i == 1 && *s == "initContainers" {
+                "containers"
+            } else {
+                *s
+            }
+        })
         .collect();
     match shape.as_slice() {
         [] => &[],

@@ -22,7 +22,9 @@ impl Default for Plan {
     fn default() -> Self {
         Plan {
             // A constant that parses; checked by a unit test.
-            cluster: DEFAULT_CLUSTER_CIDR.parse().unwrap_or_else(|_| unreachable!()),
+            cluster: DEFAULT_CLUSTER_CIDR
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
             node_prefix: NODE_PREFIX,
         }
     }

@@ -316,18 +316,30 @@ fn init_status(p: &Pod) -> Option<String> {
     let inits = &p.status.init_container_statuses;
     let done = inits
         .iter()
-        .filter(|c| c.state.terminated.as_ref().is_some_and(|t| t.exit_code == 0))
+        .filter(|c| {
+            c.state
+                .terminated
+                .as_ref()
+                .is_some_and(|t| t.exit_code == 0)
+        })
         .count();
     if inits.is_empty() || done == inits.len() {
         return None;
     }
     for c in inits {
         if let Some(t) = c.state.terminated.as_ref().filter(|t| t.exit_code != 0) {
-            let r = if t.reason.is_empty() { "Error" } else { &t.reason };
+            let r = if t.reason.is_empty() {
+                "Error"
+            } else {
+                &t.reason
+            };
             return Some(format!("Init:{r}"));
         }
         if let Some(w) = c.state.waiting.as_ref() {
-            if !w.reason.is_empty() && w.reason != "PodInitializing" && w.reason != "ContainerCreating" {
+            if !w.reason.is_empty()
+                && w.reason != "PodInitializing"
+                && w.reason != "ContainerCreating"
+            {
                 return Some(format!("Init:{}", w.reason));
             }
         }

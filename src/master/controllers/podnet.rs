@@ -135,7 +135,10 @@ mod tests {
         cidrs.dedup();
         assert_eq!(cidrs.len(), 3, "distinct subnets");
         let a: Node = s.get("", "a").unwrap().unwrap();
-        assert_eq!(a.spec.pod_cidr.as_deref(), Some(r.routes[0].pod_cidr.as_str()));
+        assert_eq!(
+            a.spec.pod_cidr.as_deref(),
+            Some(r.routes[0].pod_cidr.as_str())
+        );
         // A second pass changes nothing.
         assert_eq!(pass(&s, &plan).unwrap(), r);
         s.delete::<Node>("", "a", None).unwrap();

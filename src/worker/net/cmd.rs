@@ -50,7 +50,10 @@ pub fn run(prog: &str, args: &[&str], stdin: Option<&str>) -> Result<String, Net
     };
     if !out.status.success() {
         let detail = match stdin {
-            Some(i) => format!("{}\ninput:\n{i}", String::from_utf8_lossy(&out.stderr).trim()),
+            Some(i) => format!(
+                "{}\ninput:\n{i}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
             None => String::from_utf8_lossy(&out.stderr).trim().to_string(),
         };
         return Err(NetError::Command {

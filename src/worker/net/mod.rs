@@ -245,12 +245,18 @@ impl Network {
                     message: "the node's pod subnet is not known yet".into(),
                 });
             };
-            self.ensure_node(nn)?;
             let ip = {
                 let mut inner = lock(&self.inner);
-                let ipam = inner
-                    .ipam
-                    .get_or_insert_with(|| Ipam::new(nn.pod_cidr));
+                // First pod before any routes message (master away): the node part too.
+                if inner.bridge != Some(nn.pod_cidr) {
+                    sandbox::ensure_bridge(nn.pod_cidr, inner.bridge)?;
+                    inner.bridge = Some(nn.pod_cidr);
+                    self.load_nft(&inner, nn)?;
+                }
+                if inner.ipam.as_ref().map(|i| i.subnet) != Some(nn.pod_cidr) {
+                    inner.ipam = Some(Ipam::load(&self.state_dir.join(IPAM_FILE), nn.pod_cidr));
+                }
+                let ipam = inner.ipam.get_or_insert_with(|| Ipam::new(nn.pod_cidr));
                 let had = ipam.pods.contains_key(uid.as_str());
                 let ip = ipam.allocate(uid)?;
                 if !had {
@@ -282,7 +288,8 @@ impl Network {
         } else {
             files::hosts(out.pod_ip, &hostname)
         };
-        sb.files.push((write("hosts", &hosts)?, "/etc/hosts".into()));
+        sb.files
+            .push((write("hosts", &hosts)?, "/etc/hosts".into()));
         if bridged {
             if let Some(nn) = nn.as_ref() {
                 let text = files::resolv_conf(nn.pod_cidr.gateway(), pod.metadata.ns());

@@ -71,10 +71,7 @@ pub fn parse_current(json: &str) -> RouteSet {
                     } else {
                         format!("{dst}/32")
                     };
-                    Some((
-                        dst.parse().ok()?,
-                        r.get("gateway")?.as_str()?.parse().ok()?,
-                    ))
+                    Some((dst.parse().ok()?, r.get("gateway")?.as_str()?.parse().ok()?))
                 })
                 .collect()
         })
@@ -83,7 +80,11 @@ pub fn parse_current(json: &str) -> RouteSet {
 
 /// Brings the routing table to `wanted` (herd's routes only).
 pub fn reconcile(wanted: &RouteSet) -> Result<usize, super::NetError> {
-    let out = super::cmd::run("ip", &["-j", "route", "show", "proto", &PROTO.to_string()], None)?;
+    let out = super::cmd::run(
+        "ip",
+        &["-j", "route", "show", "proto", &PROTO.to_string()],
+        None,
+    )?;
     let ops = diff(&parse_current(&out), wanted);
     if !ops.is_empty() {
         super::cmd::run("ip", &["-batch", "-"], Some(&batch(&ops)))?;

@@ -47,7 +47,11 @@ pub fn after_exit(
 
 async fn report(reports: &mpsc::Sender<Report>, pod: &Pod, status: &mut PodStatus) {
     let now = now_rfc3339();
-    phase::initializing(&mut status.conditions, &status.init_container_statuses, &now);
+    phase::initializing(
+        &mut status.conditions,
+        &status.init_container_statuses,
+        &now,
+    );
     status.observed_generation = Some(pod.metadata.generation);
     let _ = reports
         .send(Report::Status {
@@ -151,7 +155,12 @@ pub async fn run_all<R: Runtime>(
             tracing::info!(container = %spec.name, exit_code = exit.exit_code, "init container exited");
             let term = container::terminated(&exit, &started.started_at);
             let cs = &mut status.init_container_statuses[i];
-            match after_exit(pod.spec.restart_policy, &mut backoff, exit.exit_code, t0.elapsed()) {
+            match after_exit(
+                pod.spec.restart_policy,
+                &mut backoff,
+                exit.exit_code,
+                t0.elapsed(),
+            ) {
                 AfterExit::Stay if exit.exit_code == 0 => {
                     cs.ready = true;
                     cs.state = ContainerState {

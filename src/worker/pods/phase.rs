@@ -86,7 +86,10 @@ pub fn initializing(conds: &mut Vec<Condition>, inits: &[ContainerStatus], now: 
         .filter(|c| c.state.terminated.as_ref().is_none_or(|t| t.exit_code != 0))
         .map(|c| c.name.as_str())
         .collect();
-    let message = format!("containers with incomplete status: [{}]", incomplete.join(" "));
+    let message = format!(
+        "containers with incomplete status: [{}]",
+        incomplete.join(" ")
+    );
     let (status, reason) = if incomplete.is_empty() {
         ("True", "")
     } else {
@@ -98,7 +101,11 @@ pub fn initializing(conds: &mut Vec<Condition>, inits: &[ContainerStatus], now: 
             type_: "Initialized".into(),
             status: status.into(),
             reason: reason.into(),
-            message: if incomplete.is_empty() { String::new() } else { message },
+            message: if incomplete.is_empty() {
+                String::new()
+            } else {
+                message
+            },
             ..Default::default()
         },
         now,
@@ -213,7 +220,10 @@ mod tests {
         initializing(&mut c, &[done], "t2");
         let init = c.iter().find(|c| c.type_ == "Initialized").unwrap();
         assert_eq!(init.status, "True");
-        assert_eq!(c.iter().find(|c| c.type_ == "Ready").unwrap().status, "False");
+        assert_eq!(
+            c.iter().find(|c| c.type_ == "Ready").unwrap().status,
+            "False"
+        );
     }
 
     #[test]

@@ -472,7 +472,10 @@ mod tests {
                 .find(|n| n.typ() == t)
                 .and_then(|n| n.path().clone())
         };
-        assert_eq!(path(LinuxNamespaceType::Network), Some("/d/sb/u/net".into()));
+        assert_eq!(
+            path(LinuxNamespaceType::Network),
+            Some("/d/sb/u/net".into())
+        );
         assert_eq!(path(LinuxNamespaceType::Ipc), Some("/d/sb/u/ipc".into()));
         assert_eq!(path(LinuxNamespaceType::Uts), Some("/d/sb/u/uts".into()));
         assert_eq!(path(LinuxNamespaceType::Pid), None);
