@@ -166,12 +166,16 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             stop_pods_on_exit: cfg.stop_pods_on_exit,
             desired: persisted.unwrap_or_default(),
             desired_file,
-            net: network,
+            net: network.clone(),
         },
         manager,
         reports_rx,
         shutdown,
     )
     .await?;
+    if cfg.stop_pods_on_exit {
+        // No pod is left to use the bridge, routes or NAT.
+        let _ = tokio::task::spawn_blocking(move || network.shutdown()).await;
+    }
     Ok(())
 }

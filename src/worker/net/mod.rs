@@ -75,6 +75,20 @@ pub enum NetError {
     Ipam(#[from] ipam::IpamError),
 }
 
+/// Removes herd's node network from the current network namespace: `herd0`, the `herd-net`
+/// table and routes marked `proto 147`. Idempotent; for shutdown and `herd uninstall`.
+pub fn remove_node_network() {
+    if sandbox::if_index(sandbox::BRIDGE) != 0 {
+        if let Err(e) = cmd::run("ip", &["link", "del", sandbox::BRIDGE], None) {
+            tracing::warn!(error = %e, "bridge not removed");
+        }
+    }
+    nft::remove();
+    if let Err(e) = routes::reconcile(&routes::RouteSet::new()) {
+        tracing::warn!(error = %e, "herd routes not removed");
+    }
+}
+
 /// What this node learnt of the cluster's pod network (persisted in `state/net.json` so pods
 /// start after a reboot without the master).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -361,6 +375,14 @@ impl Network {
                     tracing::warn!(error = %e, "ipam state not saved");
                 }
             }
+        }
+    }
+
+    /// After every pod stopped (`--stop-pods-on-exit`, `herd up`): removes what this node's
+    /// pod network added (bridge, nft table, herd routes). Blocking.
+    pub fn shutdown(&self) {
+        if self.mode == Mode::Bridge {
+            remove_node_network();
         }
     }
 
