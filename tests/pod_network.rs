@@ -344,8 +344,19 @@ spec:
             .collect::<String>()
     );
     let port = in_ns(&w1, &["bridge", "-d", "link", "show", "dev", &veth]).1;
-    assert!(port.contains("master herd0") && port.contains("hairpin on"), "{port}");
-    let sysctl = in_ns(&w1, &["cat", "/proc/sys/net/bridge/bridge-nf-call-iptables", "/proc/sys/net/ipv4/ip_forward"]).1;
+    assert!(
+        port.contains("master herd0") && port.contains("hairpin on"),
+        "{port}"
+    );
+    let sysctl = in_ns(
+        &w1,
+        &[
+            "cat",
+            "/proc/sys/net/bridge/bridge-nf-call-iptables",
+            "/proc/sys/net/ipv4/ip_forward",
+        ],
+    )
+    .1;
     assert_eq!(sysctl.split_whitespace().collect::<Vec<_>>(), ["1", "1"]);
     assert!(in_ns(&w1, &["nft", "list", "table", "ip", "herd-net"])
         .1
