@@ -795,6 +795,9 @@ fn main() {
             "127.0.0.1:0",
             "--mqtt-addr",
             "127.0.0.1:0",
+            // Container start is measured here; the host's network stays untouched.
+            "--pod-network",
+            "none",
         ],
         &up_log,
         Some(up_dir.join("worker")),

@@ -449,6 +449,15 @@ spec:
             (err.path.as_str(), err.message.as_str()),
             ("spec.containers[0].ports[0].hostIP", "not supported yet")
         );
+        // Init containers take the same fields, with the same "not supported yet".
+        let p = parse_pod("  initContainers:\n  - {name: setup, image: busybox}\n").unwrap();
+        assert_eq!(p.spec.init_containers[0].name, "setup");
+        let err = parse_pod("  initContainers:\n  - {name: setup, image: b, lifecycle: {}}\n")
+            .unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.message.as_str()),
+            ("spec.initContainers[0].lifecycle", "not supported yet")
+        );
     }
 
     #[test]

@@ -432,6 +432,50 @@ mod tests {
     }
 
     #[test]
+    fn init_containers_share_the_name_space_and_take_no_probes() {
+        let mut p = pod();
+        let mut init = p.spec.containers[0].clone();
+        p.spec.init_containers.push(init.clone());
+        init.name = "setup".into();
+        init.readiness_probe = Some(Default::default());
+        p.spec.init_containers.push(init);
+        let ps = paths(&p);
+        assert!(
+            ps.contains(&"spec.initContainers[0].name".to_string()),
+            "{ps:?}"
+        );
+        assert!(
+            ps.contains(&"spec.initContainers[1].readinessProbe".to_string()),
+            "{ps:?}"
+        );
+    }
+
+    #[test]
+    fn host_ports_must_be_in_range_and_unique_per_protocol() {
+        use crate::api::pod::{ContainerPort, Protocol};
+        let mut p = pod();
+        let port = |c: i32, h: i32, protocol| ContainerPort {
+            container_port: c,
+            host_port: Some(h),
+            protocol,
+            ..Default::default()
+        };
+        p.spec.containers[0].ports = vec![
+            port(80, 8080, Protocol::TCP),
+            port(81, 8080, Protocol::UDP),
+            port(82, 8080, Protocol::TCP),
+            port(83, 70000, Protocol::TCP),
+        ];
+        assert_eq!(
+            paths(&p),
+            [
+                "spec.containers[0].ports[3].hostPort",
+                "spec.containers[0].ports[2].hostPort"
+            ]
+        );
+    }
+
+    #[test]
     fn a_minimal_pod_is_valid() {
         assert_eq!(validate_pod(&pod()), Ok(()));
     }

@@ -197,7 +197,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             desired: persisted.unwrap_or_default(),
             desired_file,
             net_table,
-            net: network,
+            net: network.clone(),
         },
         manager,
         reports_rx,
@@ -208,5 +208,17 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     // ingress proxy go with the agent.
     data_plane.abort();
     result?;
+    if cfg.stop_pods_on_exit {
+        // No pod is left to use the bridge, routes, NAT or service rules.
+        let _ = tokio::task::spawn_blocking(move || network.shutdown()).await;
+        if cfg.services.rules {
+            let teardown = services::rules::teardown();
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || services::nft::load(&teardown)).await
+            {
+                tracing::warn!(error = %e, "service rules not removed");
+            }
+        }
+    }
     Ok(())
 }

@@ -103,10 +103,12 @@ impl Ipam {
         }
     }
 
-    /// Writes the state durably (a pod's address must survive a power cut while it runs).
+    /// Writes the state, never torn, without fsync: it must survive an agent restart (the
+    /// page cache does), not a power cut — after one every pod starts again anyway, so a lost
+    /// last allocation cannot give a live pod's address to another. Saves SD writes.
     pub fn save(&self, path: &Path) -> Result<(), IpamError> {
         let json = serde_json::to_vec(self).unwrap_or_default();
-        crate::util::fsutil::write_atomic(path, &json, 0o600).map_err(|source| IpamError::Io {
+        crate::util::fsutil::write_replace(path, &json, 0o600).map_err(|source| IpamError::Io {
             path: path.to_path_buf(),
             source,
         })

@@ -75,6 +75,20 @@ pub enum NetError {
     Ipam(#[from] ipam::IpamError),
 }
 
+/// Removes herd's node network from the current network namespace: `herd0`, the `herd-net`
+/// table and routes marked `proto 147`. Idempotent; for shutdown and `herd uninstall`.
+pub fn remove_node_network() {
+    if sandbox::if_index(sandbox::BRIDGE) != 0 {
+        if let Err(e) = cmd::run("ip", &["link", "del", sandbox::BRIDGE], None) {
+            tracing::warn!(error = %e, "bridge not removed");
+        }
+    }
+    nft::remove();
+    if let Err(e) = routes::reconcile(&routes::RouteSet::new()) {
+        tracing::warn!(error = %e, "herd routes not removed");
+    }
+}
+
 /// What this node learnt of the cluster's pod network (persisted in `state/net.json` so pods
 /// start after a reboot without the master).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,9 +259,17 @@ impl Network {
                     message: "the node's pod subnet is not known yet".into(),
                 });
             };
-            self.ensure_node(nn)?;
             let ip = {
                 let mut inner = lock(&self.inner);
+                // First pod before any routes message (master away): the node part too.
+                if inner.bridge != Some(nn.pod_cidr) {
+                    sandbox::ensure_bridge(nn.pod_cidr, inner.bridge)?;
+                    inner.bridge = Some(nn.pod_cidr);
+                    self.load_nft(&inner, nn)?;
+                }
+                if inner.ipam.as_ref().map(|i| i.subnet) != Some(nn.pod_cidr) {
+                    inner.ipam = Some(Ipam::load(&self.state_dir.join(IPAM_FILE), nn.pod_cidr));
+                }
                 let ipam = inner.ipam.get_or_insert_with(|| Ipam::new(nn.pod_cidr));
                 let had = ipam.pods.contains_key(uid.as_str());
                 let ip = ipam.allocate(uid)?;
@@ -353,6 +375,14 @@ impl Network {
                     tracing::warn!(error = %e, "ipam state not saved");
                 }
             }
+        }
+    }
+
+    /// After every pod stopped (`--stop-pods-on-exit`, `herd up`): removes what this node's
+    /// pod network added (bridge, nft table, herd routes). Blocking.
+    pub fn shutdown(&self) {
+        if self.mode == Mode::Bridge {
+            remove_node_network();
         }
     }
 
