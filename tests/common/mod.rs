@@ -386,11 +386,6 @@ impl Cluster {
         .args(ca_args(self.ca_hash.as_deref()))
         .args(pod_network_args(self.worker_ns.contains_key(name)))
         .env("HERD_RESTART_BACKOFF_BASE_MS", "300");
-        // Workers sharing the host's network namespace must not each build a pod network
-        // (and service rules) there; in a namespace of their own they do.
-        if !self.worker_ns.contains_key(name) {
-            cmd.env("HERD_POD_NETWORK", "none");
-        }
         for l in labels {
             cmd.args(["--node-label", l]);
         }
