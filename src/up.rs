@@ -63,10 +63,20 @@ fn master_config(
         tls: true,
         tls_sans: Vec::new(),
         pod_net: crate::master::podcidr::Plan::parse(cluster_cidr)?,
+        insecure_registries: Vec::new(),
+        registry_tag_ttl: crate::master::registry::DEFAULT_TAG_TTL,
+        air_gapped: false,
     })
 }
 
 impl MasterConfig {
+    fn with_registry(mut self, r: &crate::cli::args::RegistryArgs) -> MasterConfig {
+        self.insecure_registries = r.insecure_registries.clone();
+        self.registry_tag_ttl = r.registry_tag_ttl;
+        self.air_gapped = r.air_gapped;
+        self
+    }
+
     fn with_tls(mut self, tls: &TlsArgs) -> MasterConfig {
         self.tls = !tls.insecure;
         self.tls_sans = tls.tls_sans.clone();
@@ -112,7 +122,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &args.lifecycle,
         &args.cluster_cidr,
     )?
-    .with_tls(&args.tls);
+    .with_tls(&args.tls)
+    .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     signalled().await;
@@ -144,6 +155,22 @@ fn services_config(
     }
 }
 
+pub fn pull_options(args: &crate::cli::args::PullArgs) -> anyhow::Result<worker::PullOptions> {
+    let settings = crate::oci::RegistrySettings::load(&args.registries)?
+        .with_insecure(&args.insecure_registries)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(crate::worker::images::Platform::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
+    Ok(worker::PullOptions {
+        direct: args.pull_direct,
+        settings,
+        platform,
+    })
+}
+
 pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
     // Before joining: a kernel that cannot run containers is reported with its fix at once.
     worker::kernel::check()?;
@@ -161,6 +188,13 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         // An agent restart (systemd, upgrade) must not touch pods: the next agent adopts them.
         stop_pods_on_exit: args.stop_pods_on_exit,
         backoff_base: backoff_base(),
+        pull: pull_options(&args.pull)?,
+        image_gc: worker::images::gc::Policy {
+            max_unused: args.image_gc_unused_for,
+            high_percent: args.image_gc_high_percent,
+            low_percent: args.image_gc_low_percent,
+            ..Default::default()
+        },
         pod_network: worker::net::Mode::parse(&args.pod_network),
         services: Default::default(),
     };
@@ -196,7 +230,8 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &args.lifecycle,
         &args.cluster_cidr,
     )?
-    .with_tls(&args.tls);
+    .with_tls(&args.tls)
+    .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     let wcfg = WorkerConfig {
@@ -217,6 +252,9 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
             rules: worker::net::Mode::parse(&args.pod_network) == worker::net::Mode::Bridge,
             ..Default::default()
         },
+        // The local worker pulls through its own master's cache, like every other node.
+        pull: worker::PullOptions::default(),
+        image_gc: Default::default(),
     };
     println!("local worker: node {}", wcfg.node_name);
     let (tx, rx) = watch::channel(false);

@@ -6,6 +6,7 @@ pub mod deployment;
 pub mod desired;
 pub mod endpoints;
 pub mod gc;
+pub mod imageplatforms;
 pub mod nodelifecycle;
 pub mod nodes;
 pub mod podnet;

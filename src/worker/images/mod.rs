@@ -14,25 +14,27 @@
 //! `herd image import` runs as its own process next to a running worker, so every change is a
 //! rename of something complete, and the index is changed only under the lock.
 
-mod archive;
-mod digest;
-mod docker;
-mod import;
+pub(crate) mod archive;
+pub(crate) mod digest;
+pub(crate) mod docker;
+pub mod gc;
+pub(crate) mod import;
 #[cfg(test)]
 mod import_tests;
 mod mount;
 mod oci;
 mod platform;
+pub mod pull;
 pub mod reference;
 mod store;
 #[cfg(test)]
 mod testutil;
-mod unpack;
+pub(crate) mod unpack;
 
 use std::path::PathBuf;
 
 pub use mount::{is_mounted, unmount_rootfs};
-pub use platform::host_platform;
+pub use platform::{host_platform, score as platform_score};
 pub use reference::{Reference, ReferenceError};
 pub use store::{ImageStore, Limits};
 
@@ -52,6 +54,30 @@ pub struct Platform {
     pub os: String,
     pub architecture: String,
     pub variant: String,
+}
+
+impl Platform {
+    /// `os/arch[/variant]`, e.g. `linux/arm/v6`.
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: String::new(),
+            }),
+            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: variant.to_string(),
+            }),
+            _ => Err(format!(
+                "platform {s:?}: want OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm/v7"
+            )),
+        }
+    }
 }
 
 impl std::fmt::Display for Platform {
