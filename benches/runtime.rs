@@ -45,6 +45,7 @@ fn config(dir: &Path, tag: &str, i: usize) -> ContainerConfig {
         log_max_bytes: 1 << 20,
         security: Default::default(),
         mounts: vec![],
+        sandbox: Default::default(),
         id,
     }
 }

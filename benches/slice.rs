@@ -111,6 +111,7 @@ fn raw_child(args: &[String]) -> i32 {
             log_max_bytes: 1 << 20,
             security: Default::default(),
             mounts: vec![],
+            sandbox: Default::default(),
             id: id.clone(),
         };
         std::fs::create_dir_all(&cfg.bundle_dir).expect("create bundle dir");
@@ -795,6 +796,9 @@ fn main() {
             "127.0.0.1:0",
             "--mqtt-addr",
             "127.0.0.1:0",
+            // Container start is measured here; the host's network stays untouched.
+            "--pod-network",
+            "none",
         ],
         &up_log,
         Some(up_dir.join("worker")),

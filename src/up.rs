@@ -40,6 +40,7 @@ pub(crate) async fn signalled() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn master_config(
     data_dir: &Path,
     api: &str,
@@ -48,8 +49,9 @@ fn master_config(
     adv: &Option<String>,
     admin_conf: &Path,
     lifecycle: &LifecycleArgs,
-) -> MasterConfig {
-    MasterConfig {
+    cluster_cidr: &str,
+) -> anyhow::Result<MasterConfig> {
+    Ok(MasterConfig {
         data_dir: data_dir.to_path_buf(),
         api_addr: api.to_string(),
         mqtt_addr: mqtt.to_string(),
@@ -60,10 +62,11 @@ fn master_config(
         eviction_grace: Duration::from_secs(lifecycle.eviction_seconds),
         tls: true,
         tls_sans: Vec::new(),
+        pod_net: crate::master::podcidr::Plan::parse(cluster_cidr)?,
         insecure_registries: Vec::new(),
         registry_tag_ttl: crate::master::registry::DEFAULT_TAG_TTL,
         air_gapped: false,
-    }
+    })
 }
 
 impl MasterConfig {
@@ -117,7 +120,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &args.advertise_address,
         &admin_conf,
         &args.lifecycle,
-    )
+        &args.cluster_cidr,
+    )?
     .with_tls(&args.tls)
     .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
@@ -126,6 +130,29 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
     tracing::info!("shutting down");
     m.shutdown().await;
     Ok(())
+}
+
+/// The service data plane from the worker's flags and labels.
+fn services_config(
+    a: &crate::cli::args::ServiceArgs,
+    labels: &std::collections::BTreeMap<String, String>,
+    pod_network: worker::net::Mode,
+) -> worker::services::ServicesConfig {
+    let ingress_node = labels
+        .get(crate::api::ingress::INGRESS_NODE_LABEL)
+        .is_some_and(|v| v == "true");
+    worker::services::ServicesConfig {
+        // Without a pod network of its own the worker may share its network namespace with
+        // others (tests): their rules would fight over one table.
+        rules: match a.service_rules.as_str() {
+            "on" => true,
+            "off" => false,
+            _ => pod_network == worker::net::Mode::Bridge,
+        },
+        dns_listen: a.dns_listen.clone(),
+        dns_upstreams: None,
+        ingress: ingress_node.then(|| std::net::SocketAddr::from(([0, 0, 0, 0], a.ingress_port))),
+    }
 }
 
 pub fn pull_options(args: &crate::cli::args::PullArgs) -> anyhow::Result<worker::PullOptions> {
@@ -168,6 +195,12 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
             low_percent: args.image_gc_low_percent,
             ..Default::default()
         },
+        pod_network: worker::net::Mode::parse(&args.pod_network),
+        services: Default::default(),
+    };
+    let cfg = WorkerConfig {
+        services: services_config(&args.services, &cfg.labels, cfg.pod_network),
+        ..cfg
     };
     let (tx, rx) = watch::channel(false);
     let mut run = tokio::spawn(worker::run(cfg, rx));
@@ -195,7 +228,8 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &args.advertise_address,
         &admin_conf,
         &args.lifecycle,
-    )
+        &args.cluster_cidr,
+    )?
     .with_tls(&args.tls)
     .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
@@ -213,6 +247,11 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         heartbeat: HEARTBEAT,
         stop_pods_on_exit: !args.leave_running,
         backoff_base: backoff_base(),
+        pod_network: worker::net::Mode::parse(&args.pod_network),
+        services: worker::services::ServicesConfig {
+            rules: worker::net::Mode::parse(&args.pod_network) == worker::net::Mode::Bridge,
+            ..Default::default()
+        },
         // The local worker pulls through its own master's cache, like every other node.
         pull: worker::PullOptions::default(),
         image_gc: Default::default(),

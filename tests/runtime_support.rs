@@ -101,6 +101,7 @@ impl Fixture {
             log_max_bytes: 1 << 20,
             security: Default::default(),
             mounts: vec![],
+            sandbox: Default::default(),
             cgroup_path,
             id,
         }

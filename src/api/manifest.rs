@@ -319,6 +319,21 @@ fn decode_object(
             super::pvc::validate_claim(&c).map_err(|e| validation_error(doc, prefix, e))?;
             Ok(Object::PersistentVolumeClaim(Box::new(c)))
         }
+        ("v1", "Service") => {
+            let svc: super::service::Service = typed(doc, prefix, Value::Mapping(map))?;
+            super::service::validate_service(&svc).map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::Service(Box::new(svc)))
+        }
+        (super::ingress::API_VERSION, "Ingress") => {
+            let ing: super::ingress::Ingress = typed(doc, prefix, Value::Mapping(map))?;
+            super::ingress::validate_ingress(&ing).map_err(|e| validation_error(doc, prefix, e))?;
+            Ok(Object::Ingress(Box::new(ing)))
+        }
+        (_, "Ingress") => Err(doc_error(
+            doc,
+            join_path(prefix, "apiVersion"),
+            format!("Ingress is served as networking.k8s.io/v1, not {api_version}"),
+        )),
         (_, "ReplicaSet" | "Deployment") => Err(doc_error(
             doc,
             join_path(prefix, "apiVersion"),
@@ -447,7 +462,19 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
         ["spec", "template", rest @ ..] if !rest.is_empty() => rest,
         other => other,
     };
-    match shape {
+    // Init containers take the fields of containers (probes are refused by validation).
+    let shape: Vec<&str> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            if i == 1 && *s == "initContainers" {
+                "containers"
+            } else {
+                *s
+            }
+        })
+        .collect();
+    match shape.as_slice() {
         [] => &[],
         ["metadata"] => &["generateName", "finalizers", "deletionGracePeriodSeconds"],
         ["spec"] => &[
@@ -459,12 +486,10 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
             "ephemeralContainers",
             "hostAliases",
             "hostIPC",
-            "hostNetwork",
             "hostPID",
             "hostUsers",
             "hostname",
             "imagePullSecrets",
-            "initContainers",
             "os",
             "overhead",
             "preemptionPolicy",
@@ -535,7 +560,7 @@ fn unsupported_fields(parent: &[Segment]) -> &'static [&'static str] {
         ["spec", "securityContext", "seccompProfile"]
         | ["spec", "containers", "securityContext", "seccompProfile"] => &["localhostProfile"],
         ["spec", "containers", "env"] => &["valueFrom"],
-        ["spec", "containers", "ports"] => &["hostIP", "hostPort"],
+        ["spec", "containers", "ports"] => &["hostIP"],
         ["spec", "containers", "livenessProbe" | "readinessProbe" | "startupProbe"] => &["grpc"],
         ["spec", "containers", "resources"] => &["claims"],
         _ => &[],
@@ -1035,9 +1060,9 @@ spec:
                 "not supported yet",
             ),
             (
-                second(with("    image: nginx:1.27\n", "    image: x\n    ports: [{containerPort: 80, hostPort: 80}]\n")),
+                second(with("    image: nginx:1.27\n", "    image: x\n    ports: [{containerPort: 80, hostIP: 1.2.3.4}]\n")),
                 2,
-                "spec.containers[0].ports[0].hostPort",
+                "spec.containers[0].ports[0].hostIP",
                 "not supported yet",
             ),
             (

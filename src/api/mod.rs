@@ -3,6 +3,7 @@
 
 pub mod apps;
 pub mod configmap;
+pub mod ingress;
 pub mod manifest;
 pub mod meta;
 pub mod node;
@@ -14,6 +15,7 @@ pub mod scheduling;
 pub mod secret;
 pub mod security;
 pub mod selector;
+pub mod service;
 pub mod validate;
 pub mod validate_apps;
 pub mod validate_scheduling;
@@ -36,6 +38,8 @@ pub enum Object {
     Secret(Box<secret::Secret>),
     ConfigMap(Box<configmap::ConfigMap>),
     PersistentVolumeClaim(Box<pvc::PersistentVolumeClaim>),
+    Service(Box<service::Service>),
+    Ingress(Box<ingress::Ingress>),
 }
 
 impl Object {
@@ -47,6 +51,8 @@ impl Object {
             Object::Secret(_) => "Secret",
             Object::ConfigMap(_) => "ConfigMap",
             Object::PersistentVolumeClaim(_) => "PersistentVolumeClaim",
+            Object::Service(_) => "Service",
+            Object::Ingress(_) => "Ingress",
         }
     }
 
@@ -58,6 +64,8 @@ impl Object {
             Object::Secret(s) => &s.metadata,
             Object::ConfigMap(c) => &c.metadata,
             Object::PersistentVolumeClaim(c) => &c.metadata,
+            Object::Service(s) => &s.metadata,
+            Object::Ingress(i) => &i.metadata,
         }
     }
 }

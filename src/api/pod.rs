@@ -38,8 +38,14 @@ fn pod_kind() -> String {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PodSpec {
+    /// Run one by one, each to successful completion, before `containers` start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_containers: Vec<Container>,
     #[serde(default)]
     pub containers: Vec<Container>,
+    /// The pod uses the node's network namespace: no pod IP of its own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_network: bool,
     #[serde(default)]
     pub restart_policy: RestartPolicy,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -113,7 +119,7 @@ pub struct Container {
     pub volume_mounts: Vec<super::volume::VolumeMount>,
 }
 
-/// One `ports[]` entry. `hostPort`/`hostIP` are not supported yet (see `manifest`).
+/// One `ports[]` entry. `hostIP` is not supported yet (see `manifest`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ContainerPort {
@@ -122,9 +128,14 @@ pub struct ContainerPort {
     pub container_port: i32,
     #[serde(default)]
     pub protocol: Protocol,
+    /// Port on every address of the node, DNATed to the pod (`worker::net::nft`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_port: Option<i32>,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum Protocol {
     #[default]
@@ -197,12 +208,25 @@ pub struct PodStatus {
     pub phase: PodPhase,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Kubernetes spells these `hostIP`/`podIP`; the aliases read what older builds wrote.
+    #[serde(
+        default,
+        rename = "hostIP",
+        alias = "hostIp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_ip: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "podIP",
+        alias = "podIp",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pod_ip: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_time: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub init_container_statuses: Vec<ContainerStatus>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub container_statuses: Vec<ContainerStatus>,
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -308,6 +308,14 @@ pub fn port_problems(ports: &[ContainerPort]) -> Vec<(String, String)> {
                 format!("must be between 1 and 65535, got {}", p.container_port),
             ));
         }
+        if let Some(h) = p.host_port {
+            if !(1..=65535).contains(&h) {
+                out.push((
+                    format!(".ports[{i}].hostPort"),
+                    format!("must be between 1 and 65535, got {h}"),
+                ));
+            }
+        }
         if p.name.is_empty() {
             continue;
         }
@@ -434,12 +442,21 @@ spec:
         }
         let err = parse(&POD.replace(
             "{name: http, containerPort: 8080}",
-            "{name: http, containerPort: 8080, hostPort: 80}",
+            "{name: http, containerPort: 8080, hostIP: 1.2.3.4}",
         ))
         .unwrap_err();
         assert_eq!(
             (err.path.as_str(), err.message.as_str()),
-            ("spec.containers[0].ports[0].hostPort", "not supported yet")
+            ("spec.containers[0].ports[0].hostIP", "not supported yet")
+        );
+        // Init containers take the same fields, with the same "not supported yet".
+        let p = parse_pod("  initContainers:\n  - {name: setup, image: busybox}\n").unwrap();
+        assert_eq!(p.spec.init_containers[0].name, "setup");
+        let err = parse_pod("  initContainers:\n  - {name: setup, image: b, lifecycle: {}}\n")
+            .unwrap_err();
+        assert_eq!(
+            (err.path.as_str(), err.message.as_str()),
+            ("spec.initContainers[0].lifecycle", "not supported yet")
         );
     }
 

@@ -218,6 +218,45 @@ pub fn validate_pod(pod: &Pod) -> Result<(), ValidationError> {
         }
         validate_container(&mut errs, &path, c);
     }
+    for (i, c) in spec.init_containers.iter().enumerate() {
+        let path = format!("spec.initContainers[{i}]");
+        if c.name.is_empty() {
+            errs.add(format!("{path}.name"), "is required");
+        } else if let Err(m) = validate_dns1123_label(&c.name) {
+            errs.add(format!("{path}.name"), m);
+        } else if !names.insert(c.name.as_str()) {
+            errs.add(
+                format!("{path}.name"),
+                format!("duplicate container name {:?}", c.name),
+            );
+        }
+        for (field, set) in [
+            ("livenessProbe", c.liveness_probe.is_some()),
+            ("readinessProbe", c.readiness_probe.is_some()),
+            ("startupProbe", c.startup_probe.is_some()),
+        ] {
+            if set {
+                errs.add(
+                    format!("{path}.{field}"),
+                    "must not be set for init containers",
+                );
+            }
+        }
+        validate_container(&mut errs, &path, c);
+    }
+    let mut host_ports = HashSet::new();
+    for (i, c) in spec.containers.iter().enumerate() {
+        for (j, p) in c.ports.iter().enumerate() {
+            if let Some(h) = p.host_port {
+                if !host_ports.insert((h, p.protocol)) {
+                    errs.add(
+                        format!("spec.containers[{i}].ports[{j}].hostPort"),
+                        format!("duplicate hostPort {h}/{:?}", p.protocol),
+                    );
+                }
+            }
+        }
+    }
     if let Some(g) = spec.termination_grace_period_seconds {
         if g < 0 {
             errs.add(
@@ -391,6 +430,50 @@ mod tests {
             Ok(()) => vec![],
             Err(e) => e.errors.into_iter().map(|e| e.path).collect(),
         }
+    }
+
+    #[test]
+    fn init_containers_share_the_name_space_and_take_no_probes() {
+        let mut p = pod();
+        let mut init = p.spec.containers[0].clone();
+        p.spec.init_containers.push(init.clone());
+        init.name = "setup".into();
+        init.readiness_probe = Some(Default::default());
+        p.spec.init_containers.push(init);
+        let ps = paths(&p);
+        assert!(
+            ps.contains(&"spec.initContainers[0].name".to_string()),
+            "{ps:?}"
+        );
+        assert!(
+            ps.contains(&"spec.initContainers[1].readinessProbe".to_string()),
+            "{ps:?}"
+        );
+    }
+
+    #[test]
+    fn host_ports_must_be_in_range_and_unique_per_protocol() {
+        use crate::api::pod::{ContainerPort, Protocol};
+        let mut p = pod();
+        let port = |c: i32, h: i32, protocol| ContainerPort {
+            container_port: c,
+            host_port: Some(h),
+            protocol,
+            ..Default::default()
+        };
+        p.spec.containers[0].ports = vec![
+            port(80, 8080, Protocol::TCP),
+            port(81, 8080, Protocol::UDP),
+            port(82, 8080, Protocol::TCP),
+            port(83, 70000, Protocol::TCP),
+        ];
+        assert_eq!(
+            paths(&p),
+            [
+                "spec.containers[0].ports[3].hostPort",
+                "spec.containers[0].ports[2].hostPort"
+            ]
+        );
     }
 
     #[test]

@@ -113,6 +113,13 @@ pub struct UpArgs {
     /// On stop, leave containers running (by default `up` stops them)
     #[arg(long)]
     pub leave_running: bool,
+    /// Pod network of the local node: `bridge` (pod IPs on the herd0 bridge, routes, NAT) or
+    /// `none` (each pod gets only its own loopback)
+    #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = ["bridge", "none"])]
+    pub pod_network: String,
+    /// Pod address block; each node gets a /24 of it
+    #[arg(long, value_name = "CIDR", default_value = crate::master::podcidr::DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
     #[command(flatten)]
@@ -142,6 +149,9 @@ pub struct MasterArgs {
     /// Address workers reach this master at [default: first non-loopback address]
     #[arg(long, value_name = "IP")]
     pub advertise_address: Option<String>,
+    /// Pod address block; each node gets a /24 of it
+    #[arg(long, value_name = "CIDR", default_value = crate::master::podcidr::DEFAULT_CLUSTER_CIDR)]
+    pub cluster_cidr: String,
     #[command(flatten)]
     pub lifecycle: LifecycleArgs,
     #[command(flatten)]
@@ -279,6 +289,39 @@ pub struct WorkerArgs {
     pub image_gc_low_percent: u8,
     #[command(flatten)]
     pub pull: PullArgs,
+    /// Pod network: `bridge` (pod IPs on a herd0 bridge, routes to other nodes, NAT,
+    /// hostPort) or `none` (each pod gets only its own loopback; for several workers sharing
+    /// one network namespace, as in tests)
+    #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = ["bridge", "none"], env = "HERD_POD_NETWORK")]
+    pub pod_network: String,
+    #[command(flatten)]
+    pub services: ServiceArgs,
+}
+
+/// The node's service data plane (rules, DNS, ingress proxy).
+#[derive(Debug, Clone, Args)]
+pub struct ServiceArgs {
+    /// Service rules (nftables table `herd-svc`): `auto` loads them when this worker runs
+    /// the bridge pod network, `off` never, `on` always
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "on", "off"], env = "HERD_SERVICE_RULES")]
+    pub service_rules: String,
+    /// Extra address for the node's DNS responder (UDP and TCP), besides port 53 of the
+    /// node's bridge address (repeatable)
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        env = "HERD_DNS_LISTEN",
+        value_delimiter = ','
+    )]
+    pub dns_listen: Vec<std::net::SocketAddr>,
+    /// Port of the ingress proxy, run on nodes labelled herd.io/ingress=true
+    #[arg(
+        long,
+        value_name = "PORT",
+        default_value_t = 80,
+        env = "HERD_INGRESS_PORT"
+    )]
+    pub ingress_port: u16,
 }
 
 /// How a worker gets images it lacks.

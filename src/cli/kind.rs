@@ -11,19 +11,20 @@ pub enum Kind {
     Secret,
     ConfigMap,
     PersistentVolumeClaim,
+    Service,
+    Endpoints,
+    Ingress,
 }
 
 /// Shown in errors, so a typo gets the list of what would have worked.
 const SUPPORTED: &str = "pods (pod, po), nodes (node, no), deployments (deployment, deploy), \
                          replicasets (replicaset, rs), secrets (secret), configmaps (configmap, cm), \
-                         persistentvolumeclaims (persistentvolumeclaim, pvc)";
+                         persistentvolumeclaims (persistentvolumeclaim, pvc), \
+                         services (service, svc), endpoints (ep), ingresses (ingress, ing)";
 
 /// Kubernetes kinds a kubectl user may reach for that herd does not serve yet, as
 /// (spellings, plural shown in the error).
-const NOT_YET: &[(&[&str], &str)] = &[
-    (&["services", "service", "svc"], "services"),
-    (&["namespaces", "namespace", "ns"], "namespaces"),
-];
+const NOT_YET: &[(&[&str], &str)] = &[(&["namespaces", "namespace", "ns"], "namespaces")];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KindError {
@@ -61,6 +62,9 @@ impl Kind {
             "persistentvolumeclaims" | "persistentvolumeclaim" | "pvc" => {
                 Kind::PersistentVolumeClaim
             }
+            "services" | "service" | "svc" => Kind::Service,
+            "endpoints" | "ep" => Kind::Endpoints,
+            "ingresses" | "ingress" | "ing" => Kind::Ingress,
             _ => {
                 if let Some((_, plural)) = NOT_YET.iter().find(|(names, _)| names.contains(&base)) {
                     return Err(KindError::NotYet {
@@ -105,6 +109,8 @@ impl Kind {
             crate::api::Object::Secret(_) => Kind::Secret,
             crate::api::Object::ConfigMap(_) => Kind::ConfigMap,
             crate::api::Object::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
+            crate::api::Object::Service(_) => Kind::Service,
+            crate::api::Object::Ingress(_) => Kind::Ingress,
         }
     }
 
@@ -118,6 +124,9 @@ impl Kind {
             Kind::Secret => "secret",
             Kind::ConfigMap => "configmap",
             Kind::PersistentVolumeClaim => "persistentvolumeclaim",
+            Kind::Service => "service",
+            Kind::Endpoints => "endpoints",
+            Kind::Ingress => "ingress",
         }
     }
 
@@ -131,6 +140,9 @@ impl Kind {
             Kind::Secret => "secrets",
             Kind::ConfigMap => "configmaps",
             Kind::PersistentVolumeClaim => "persistentvolumeclaims",
+            Kind::Service => "services",
+            Kind::Endpoints => "endpoints",
+            Kind::Ingress => "ingresses",
         }
     }
 
@@ -141,8 +153,11 @@ impl Kind {
             | Kind::Node
             | Kind::Secret
             | Kind::ConfigMap
-            | Kind::PersistentVolumeClaim => "",
+            | Kind::PersistentVolumeClaim
+            | Kind::Service
+            | Kind::Endpoints => "",
             Kind::Deployment | Kind::ReplicaSet => "apps",
+            Kind::Ingress => "networking.k8s.io",
         }
     }
 
@@ -156,6 +171,9 @@ impl Kind {
             Kind::Secret => "Secret",
             Kind::ConfigMap => "ConfigMap",
             Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Kind::Service => "Service",
+            Kind::Endpoints => "Endpoints",
+            Kind::Ingress => "Ingress",
         }
     }
 
@@ -163,6 +181,7 @@ impl Kind {
     pub fn api_version(self) -> &'static str {
         match self.group() {
             "" => "v1",
+            "networking.k8s.io" => "networking.k8s.io/v1",
             _ => "apps/v1",
         }
     }
@@ -228,6 +247,18 @@ mod tests {
         for s in ["replicasets", "replicaset", "rs", "RS", "replicasets.apps"] {
             assert_eq!(Kind::parse(s), Ok(Kind::ReplicaSet), "{s}");
         }
+        for s in ["svc", "service", "services", "Service"] {
+            assert_eq!(Kind::parse(s), Ok(Kind::Service), "{s}");
+        }
+        for s in ["ing", "ingress", "ingresses.networking.k8s.io"] {
+            assert_eq!(Kind::parse(s), Ok(Kind::Ingress), "{s}");
+        }
+        assert_eq!(Kind::parse("ep"), Ok(Kind::Endpoints));
+        assert_eq!(
+            Kind::Ingress.object_path("default", "site"),
+            "/apis/networking.k8s.io/v1/namespaces/default/ingresses/site"
+        );
+        assert_eq!(Kind::Ingress.api_version(), "networking.k8s.io/v1");
         assert!(Kind::parse("pods.apps").is_err());
         assert!(Kind::parse("deploy.batch").is_err());
     }
@@ -243,11 +274,7 @@ mod tests {
 
     #[test]
     fn kubectl_short_names_herd_lacks_say_not_supported_yet() {
-        for (s, plural) in [
-            ("svc", "services"),
-            ("service", "services"),
-            ("ns", "namespaces"),
-        ] {
+        for (s, plural) in [("ns", "namespaces")] {
             let e = Kind::parse(s).unwrap_err();
             assert_eq!(
                 e,
@@ -261,7 +288,7 @@ mod tests {
             assert!(msg.contains(plural), "{msg}");
         }
         assert!(matches!(
-            Kind::with_name("svc/web", None),
+            Kind::with_name("cm/web", None),
             Err(KindError::NotYet { .. })
         ));
     }

@@ -112,6 +112,65 @@ impl Resource for crate::api::secret::Secret {
     }
 }
 
+impl Resource for crate::api::service::Service {
+    const KIND: Kind = Kind::Service;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    /// The allocated address and node ports stay unless the manifest names others (the
+    /// server refuses a changed clusterIP; kubectl's merge keeps them the same way).
+    fn keep_server_fields(&mut self, live: &Self) {
+        keep_meta(&mut self.metadata, &live.metadata);
+        if self.spec.cluster_ip.is_none() {
+            self.spec.cluster_ip = live.spec.cluster_ip.clone();
+            self.spec.cluster_ips = live.spec.cluster_ips.clone();
+        }
+        if self.spec.type_ == live.spec.type_ {
+            for p in &mut self.spec.ports {
+                if p.node_port.is_none() {
+                    p.node_port = live
+                        .spec
+                        .ports
+                        .iter()
+                        .find(|l| l.port == p.port && l.protocol == p.protocol)
+                        .and_then(|l| l.node_port);
+                }
+            }
+        }
+        self.status = live.status.clone();
+    }
+}
+
+impl Resource for crate::api::service::Endpoints {
+    const KIND: Kind = Kind::Endpoints;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn keep_server_fields(&mut self, live: &Self) {
+        keep_meta(&mut self.metadata, &live.metadata);
+    }
+}
+
+impl Resource for crate::api::ingress::Ingress {
+    const KIND: Kind = Kind::Ingress;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn keep_server_fields(&mut self, live: &Self) {
+        keep_meta(&mut self.metadata, &live.metadata);
+        self.status = live.status.clone();
+    }
+}
+
 impl Resource for crate::api::configmap::ConfigMap {
     const KIND: Kind = Kind::ConfigMap;
     fn meta(&self) -> &ObjectMeta {

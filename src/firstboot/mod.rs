@@ -216,6 +216,12 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
         heartbeat_seconds: args.heartbeat_seconds,
         // Like the worker unit: an agent restart or upgrade leaves pods running.
         stop_pods_on_exit: false,
+        pod_network: "bridge".into(),
+        services: crate::cli::args::ServiceArgs {
+            service_rules: "auto".into(),
+            dns_listen: Vec::new(),
+            ingress_port: 80,
+        },
         pull: crate::cli::args::PullArgs {
             registries: "/etc/herd/registries.toml".into(),
             ..Default::default()

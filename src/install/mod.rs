@@ -105,6 +105,10 @@ pub fn uninstall(args: &UninstallArgs) -> anyhow::Result<()> {
     let mut sd = RealSystemd;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let out = uninstall_from(&layout, args.purge, &mountinfo, &mut sd)?;
+    if args.prefix.is_none() {
+        // The services are stopped: the pod network's bridge, nft table and routes go too.
+        crate::worker::net::remove_node_network();
+    }
     out.print("herd uninstall");
     Ok(())
 }

@@ -53,12 +53,18 @@ pub fn may_publish(id: &Identity, topic: &str) -> bool {
 }
 
 /// Pure: may `id` subscribe to `filter`? A node only to its own desired state and RPC
-/// requests. The node's name cannot hold `+` or `#` (DNS-1123), so a filter that starts
-/// with its own prefix cannot reach beyond it, wildcards or not.
+/// requests, and to the cluster-wide service and ingress trees every node needs for its
+/// service rules, DNS and ingress proxy (read-only: `may_publish` refuses them). The node's
+/// name cannot hold `+` or `#` (DNS-1123), so a filter that starts with its own prefix
+/// cannot reach beyond it, wildcards or not.
 pub fn may_subscribe(id: &Identity, filter: &str) -> bool {
     let Identity::Node(me) = id else { return true };
     let within = |prefix: &str| filter == prefix || filter.starts_with(&format!("{prefix}/"));
-    within(&topics::desired_index(me)) || filter == topics::rpc_request(me)
+    within(&topics::desired_index(me))
+        || filter == topics::rpc_request(me)
+        || within(crate::proto::services::SERVICES)
+        || within(crate::proto::services::INGRESSES)
+        || filter == topics::net_routes()
 }
 
 /// Why a connection was cut (logged with the node's name).
@@ -282,6 +288,18 @@ mod tests {
     }
 
     #[test]
+    fn no_node_may_publish_services_or_ingresses() {
+        for t in [
+            "herd/v1/services",
+            "herd/v1/services/default/web",
+            "herd/v1/ingresses/default/site",
+        ] {
+            assert!(!may_publish(&node("a"), t), "{t}");
+            assert!(may_publish(&Identity::Master, t), "{t}");
+        }
+    }
+
+    #[test]
     fn a_node_subscribes_only_to_its_own_desired_state_and_requests() {
         let a = node("a");
         for f in [
@@ -289,6 +307,10 @@ mod tests {
             "herd/v1/nodes/a/desired/#",
             "herd/v1/nodes/a/desired/default/web",
             "herd/v1/nodes/a/rpc/req",
+            "herd/v1/services/#",
+            "herd/v1/services",
+            "herd/v1/services/default/web",
+            "herd/v1/ingresses/#",
         ] {
             assert!(may_subscribe(&a, f), "{f}");
         }
@@ -301,6 +323,9 @@ mod tests {
             "herd/v1/nodes/a/#",
             "herd/v1/nodes/a/desiredX",
             "herd/v1/nodes/a/rpc/#",
+            "herd/v1/servicesX",
+            "herd/v1/+/default/web",
+            "herd/v1/#",
         ] {
             assert!(!may_subscribe(&a, f), "{f}");
         }
@@ -308,6 +333,18 @@ mod tests {
             &Identity::Master,
             "herd/v1/nodes/+/observed/#"
         ));
+    }
+
+    #[test]
+    fn every_node_reads_the_pod_routes_and_none_writes_them() {
+        for n in ["a", "b"] {
+            assert!(may_subscribe(&node(n), "herd/v1/net/routes"));
+            assert!(!may_publish(&node(n), "herd/v1/net/routes"));
+        }
+        for f in ["herd/v1/net/#", "herd/v1/net/+", "herd/v1/net/routes/#"] {
+            assert!(!may_subscribe(&node("a"), f), "{f}");
+        }
+        assert!(may_publish(&Identity::Master, "herd/v1/net/routes"));
     }
 
     fn connect(client_id: &str, user: Option<&str>, will: Option<&str>) -> Packet {

@@ -7,10 +7,12 @@ pub mod gate;
 pub mod ingest;
 pub mod maintenance;
 pub mod mosquitto;
+pub mod podcidr;
 pub mod podops;
 pub mod registry;
 pub mod scheduler;
 pub mod server;
+pub mod services;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -44,6 +46,8 @@ pub struct MasterConfig {
     pub tls: bool,
     /// Extra names for the server certificate.
     pub tls_sans: Vec<String>,
+    /// Pod address plan (`--cluster-cidr`): one subnet of it per node.
+    pub pod_net: podcidr::Plan,
     /// `--insecure-registry` hosts (added to registries.toml's).
     pub insecure_registries: Vec<String>,
     /// How long a pulled tag is served before upstream is asked again.
@@ -280,9 +284,20 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         tokio::spawn(bus.clone().run(eventloop, inbox_tx)),
         tokio::spawn(ingest::run(store.clone(), liveness.clone(), inbox_rx)),
         tokio::spawn(controllers::desired::run(store.clone(), bus.clone())),
+        tokio::spawn(controllers::podnet::run(
+            store.clone(),
+            bus.clone(),
+            cfg.pod_net,
+        )),
         tokio::spawn(controllers::replicaset::run(store.clone())),
         tokio::spawn(controllers::deployment::run(store.clone())),
         tokio::spawn(controllers::gc::run(store.clone())),
+        tokio::spawn(controllers::run_level_triggered(
+            "endpoints",
+            store.clone(),
+            controllers::endpoints::reconcile,
+        )),
+        tokio::spawn(services::publish::run(store.clone(), bus.clone())),
         tokio::spawn(controllers::nodelifecycle::run(
             store.clone(),
             cfg.eviction_grace,

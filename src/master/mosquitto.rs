@@ -44,7 +44,8 @@ fn hash_with_salt(password: &str, salt: &[u8]) -> String {
 pub fn acl_file() -> String {
     let mut s = String::from(
         "# herd topic rules for mosquitto, written by `herd broker config mosquitto`.\n\
-         # A node publishes only its own reports and reads only its own desired state and RPCs.\n\
+         # A node publishes only its own reports and reads only its own desired state and RPCs,\n\
+         # plus the cluster-wide services and ingresses.\n\
          user herd-master\ntopic readwrite herd/#\n\n",
     );
     for t in ["online", "info", "heartbeat", "observed/#", "rpc/resp/#"] {
@@ -53,6 +54,15 @@ pub fn acl_file() -> String {
     for t in ["desired", "desired/#", "rpc/req"] {
         s.push_str(&format!("pattern read herd/v1/nodes/%u/{t}\n"));
     }
+    // Every node reads (never writes) the cluster-wide service and ingress trees.
+    for tree in [
+        crate::proto::services::SERVICES,
+        crate::proto::services::INGRESSES,
+    ] {
+        s.push_str(&format!("pattern read {tree}\npattern read {tree}/#\n"));
+    }
+    // Every node reads the cluster's pod routes; only the master writes them.
+    s.push_str("pattern read herd/v1/net/routes\n");
     s
 }
 
@@ -99,6 +109,12 @@ mod tests {
         assert!(acl.contains("pattern write herd/v1/nodes/%u/observed/#"));
         assert!(acl.contains("pattern read herd/v1/nodes/%u/desired/#"));
         assert!(!acl.contains("pattern readwrite"));
+        assert!(acl.contains("pattern read herd/v1/services\n"));
+        assert!(acl.contains("pattern read herd/v1/services/#\n"));
+        assert!(acl.contains("pattern read herd/v1/ingresses/#\n"));
+        assert!(!acl.contains("write herd/v1/services"));
+        assert!(acl.contains("pattern read herd/v1/net/routes\n"));
+        assert!(!acl.contains("pattern write herd/v1/net"));
         let pw = password_file("m", &[("w1".into(), "$7$h".into())]);
         assert!(pw.starts_with("herd-master:$7$101$") && pw.ends_with("\nw1:$7$h\n"));
     }

@@ -3,6 +3,7 @@
 //! Payloads are JSON with a `v` field. Unknown fields are ignored so that a newer peer can add
 //! fields; a payload that does not decode is an error the caller logs and drops.
 
+pub mod services;
 pub mod topics;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,31 @@ pub enum ProtoError {
 
 /// Largest payload either side accepts; a pod spec is a few KB.
 pub const MAX_PAYLOAD: usize = 1 << 20;
+
+/// Every node's pod subnet and the address to route it through: `net/routes`, retained,
+/// published by the master whenever a node joins, changes address or leaves. Workers add a
+/// route per other node (host-gw) and learn their own subnet from their own entry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NetRoutes {
+    pub v: u32,
+    /// The whole pod address block (`--cluster-cidr`): traffic to it is not masqueraded.
+    #[serde(rename = "clusterCIDR")]
+    pub cluster_cidr: String,
+    /// Sorted by node name; nodes without a subnet are left out, `nodeIP` is empty for a
+    /// node that reported no address (no route to it, but it still learns its subnet).
+    pub routes: Vec<NodeRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeRoute {
+    pub node: String,
+    #[serde(rename = "nodeIP")]
+    pub node_ip: String,
+    #[serde(rename = "podCIDR")]
+    pub pod_cidr: String,
+}
 
 /// One pod the master wants on a node: `nodes/{node}/desired/{ns}/{pod}`, retained.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,6 +254,12 @@ pub fn decode<T: serde::de::DeserializeOwned + Versioned>(
     Ok(msg)
 }
 
+/// For sibling modules' message types.
+macro_rules! versioned {
+    ($($t:ty),*) => {$(impl $crate::proto::Versioned for $t { fn version(&self) -> u32 { self.v } })*};
+}
+pub(crate) use versioned;
+
 pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
     // Serializing these plain structs cannot fail: no maps with non-string keys, no custom
     // serializers that return errors.
@@ -238,10 +270,11 @@ pub trait Versioned {
     fn version(&self) -> u32;
 }
 
-macro_rules! versioned {
+macro_rules! versioned_impl {
     ($($t:ty),*) => {$(impl Versioned for $t { fn version(&self) -> u32 { self.v } })*};
 }
-versioned!(
+versioned_impl!(
+    NetRoutes,
     DesiredPod,
     DesiredIndex,
     ObservedPod,

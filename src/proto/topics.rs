@@ -31,6 +31,12 @@ pub fn rpc_response(node: &str, id: &str) -> String {
     format!("{PREFIX}/nodes/{node}/rpc/resp/{id}")
 }
 
+/// The cluster's pod routes (one retained message from the master; every node reads it,
+/// no node may publish it): `herd/v1/net/routes`, payload `proto::NetRoutes`.
+pub fn net_routes() -> String {
+    format!("{PREFIX}/net/routes")
+}
+
 /// Filters the master subscribes to.
 pub fn master_filters() -> Vec<String> {
     ["online", "info", "heartbeat", "observed/+/+", "rpc/resp/+"]
@@ -71,10 +77,14 @@ pub enum Topic<'a> {
         node: &'a str,
         id: &'a str,
     },
+    NetRoutes,
 }
 
 /// Parses a topic; `None` for anything that is not a herd v1 topic of a known shape.
 pub fn parse(topic: &str) -> Option<Topic<'_>> {
+    if topic == net_routes() {
+        return Some(Topic::NetRoutes);
+    }
     let rest = topic.strip_prefix(PREFIX)?.strip_prefix("/nodes/")?;
     let parts: Vec<&str> = rest.split('/').collect();
     if parts.iter().any(|p| p.is_empty()) {
@@ -125,6 +135,8 @@ mod tests {
                 pod: "db"
             })
         );
+        assert_eq!(parse(&net_routes()), Some(Topic::NetRoutes));
+        assert_eq!(parse("herd/v1/net/routes/x"), None);
         assert_eq!(
             parse(&rpc_request("n")),
             Some(Topic::RpcRequest { node: "n" })

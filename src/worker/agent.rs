@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::join::Credentials;
 use super::pods::manager::{Desired, Manager, Report};
+use super::services::NetTable;
 use super::state::DesiredFile;
 use crate::api::Pod;
 use crate::proto::{
@@ -30,6 +31,10 @@ pub struct AgentConfig {
     pub desired: Desired,
     /// Where the desired set is persisted whenever it changes.
     pub desired_file: DesiredFile,
+    /// Receives the cluster's services and ingresses as they change (for the data plane).
+    pub net_table: watch::Sender<Arc<NetTable>>,
+    /// Pod networking: fed the master's routes message.
+    pub net: Arc<crate::worker::net::Network>,
 }
 
 /// Reconnect delays: start small, double, stay short so a node is Ready again within a few
@@ -120,6 +125,9 @@ pub async fn run<R: Runtime>(
     let logs_dir = manager.logs_dir();
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
     let mut connected = false;
+    let mut net_table = NetTable::default();
+    let (routes_tx, routes_rx) = watch::channel(None);
+    let routes_task = tokio::spawn(apply_routes(cfg.net.clone(), routes_rx));
 
     loop {
         tokio::select! {
@@ -129,8 +137,24 @@ pub async fn run<R: Runtime>(
                     tracing::info!(node = %node, "connected to broker");
                     let _ = client.try_subscribe(topics::desired_filter(&node), QoS::AtLeastOnce);
                     let _ = client.try_subscribe(topics::rpc_request(&node), QoS::AtLeastOnce);
+                    let _ = client.try_subscribe(topics::net_routes(), QoS::AtLeastOnce);
+                    for f in proto::services::filters() {
+                        let _ = client.try_subscribe(f, QoS::AtLeastOnce);
+                    }
                     let _ = client.try_publish(topics::online(&node), QoS::AtLeastOnce, true, "true");
                     report_all(&client, &node, &host, port, &cfg.labels, &observed);
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if proto::services::parse(&p.topic).is_some() => {
+                    if net_table.apply(&p.topic, &p.payload) {
+                        cfg.net_table.send_replace(Arc::new(net_table.clone()));
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) if p.topic == topics::net_routes() => {
+                    match proto::decode::<proto::NetRoutes>(&p.topic, &p.payload) {
+                        Ok(r) => { routes_tx.send_replace(Some(r)); }
+                        Err(e) if !p.payload.is_empty() => tracing::warn!(error = %e, "dropping malformed routes message"),
+                        Err(_) => {}
+                    }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if handle_publish(&node, &p.topic, &p.payload, &mut desired, &client, &logs_dir, &running, &cancels) {
@@ -217,6 +241,7 @@ pub async fn run<R: Runtime>(
                     while let Some(Ok(_)) = events.recv().await {}
                 }).await;
                 pump.abort();
+                routes_task.abort();
                 return Ok(());
             }
         }
@@ -237,6 +262,25 @@ fn collect_claims<R: Runtime>(manager: &Manager<R>, desired: &Desired) {
     tokio::task::spawn_blocking(move || {
         crate::worker::volumes::gc_claims(&layout, &bound, &in_use);
     });
+}
+
+/// Applies the latest routes message, one at a time, and again every 30 s so a route or
+/// rule removed by hand comes back (level-triggered).
+async fn apply_routes(
+    net: Arc<crate::worker::net::Network>,
+    mut rx: watch::Receiver<Option<proto::NetRoutes>>,
+) {
+    loop {
+        let latest = rx.borrow_and_update().clone();
+        if let Some(r) = latest {
+            let n = net.clone();
+            let _ = tokio::task::spawn_blocking(move || n.on_routes(&r)).await;
+        }
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
 }
 
 /// Polls the MQTT event loop forever, reconnecting with backoff and jitter, and hands the

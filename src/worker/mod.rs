@@ -5,10 +5,12 @@ pub mod agent;
 pub mod images;
 pub mod join;
 pub mod kernel;
+pub mod net;
 pub mod platform;
 pub mod pods;
 pub mod pulling;
 pub mod runtime;
+pub mod services;
 pub mod state;
 pub mod volumes;
 
@@ -36,6 +38,10 @@ pub struct WorkerConfig {
     pub stop_pods_on_exit: bool,
     /// First restart delay (Kubernetes: 10 s); tests shorten it.
     pub backoff_base: Duration,
+    /// The service data plane: rules, DNS, ingress proxy.
+    pub services: services::ServicesConfig,
+    /// How pods are networked (`--pod-network`).
+    pub pod_network: net::Mode,
     pub pull: PullOptions,
     /// When unused images are removed from this node.
     pub image_gc: images::gc::Policy,
@@ -89,6 +95,23 @@ pub fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>, Worke
         out.insert(k.to_string(), v.to_string());
     }
     Ok(out)
+}
+
+/// The node's bridge address (first host of its pod subnet) as the pod network learns it;
+/// always None without a bridge pod network.
+fn bridge_address(network: &Arc<net::Network>) -> watch::Receiver<Option<std::net::Ipv4Addr>> {
+    let bridge = network.mode == net::Mode::Bridge;
+    let mut nets = network.node_net();
+    let first =
+        move |n: &Option<net::NodeNet>| n.as_ref().filter(|_| bridge).map(|n| n.pod_cidr.gateway());
+    let (tx, rx) = watch::channel(first(&nets.borrow_and_update()));
+    tokio::spawn(async move {
+        while nets.changed().await.is_ok() {
+            let ip = first(&nets.borrow_and_update());
+            tx.send_if_modified(|cur| std::mem::replace(cur, ip) != ip);
+        }
+    });
+    rx
 }
 
 /// Image store root for a worker data dir.
@@ -153,6 +176,21 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
     // Containers of persisted pods are adopted, everything else a previous agent left is
     // removed, before any pod starts.
     let plan = adoption::adopt_or_sweep(&runtime, &images, dir, persisted.as_ref()).await;
+    let network = Arc::new(net::Network::new(cfg.pod_network, &creds.node_name, dir));
+    {
+        // Sandboxes and addresses of pods no longer wanted go; wanted ones are kept for
+        // their pods (adopted or restarted) to find.
+        let keep: std::collections::HashSet<String> = persisted
+            .as_ref()
+            .map(|d| d.wanted())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| p.metadata.uid.clone())
+            .collect();
+        let n = network.clone();
+        let _ = tokio::task::spawn_blocking(move || n.sweep(&keep)).await;
+    }
     let (reports_tx, reports_rx) = mpsc::channel(1024);
     let images_store_for_gc = images.clone();
     let mut manager = Manager::new(
@@ -167,6 +205,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
                 root: dir.join("volumes"),
                 node: creds.node_name.clone(),
             },
+            net: network.clone(),
             pull,
         },
         reports_tx,
@@ -178,7 +217,17 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         cfg.image_gc.clone(),
         shutdown.clone(),
     ));
-    agent::run(
+    let (net_table, table_rx) = watch::channel(Arc::new(services::NetTable::default()));
+    // DNS listens on the bridge's address once the pod network knows the node's subnet.
+    let bridge_rx = bridge_address(&network);
+    let data_plane = tokio::spawn(services::run(
+        cfg.services.clone(),
+        services::Inputs {
+            table: table_rx,
+            bridge_ip: bridge_rx,
+        },
+    ));
+    let result = agent::run(
         agent::AgentConfig {
             creds,
             labels: cfg.labels.clone(),
@@ -186,11 +235,29 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             stop_pods_on_exit: cfg.stop_pods_on_exit,
             desired: persisted.unwrap_or_default(),
             desired_file,
+            net_table,
+            net: network.clone(),
         },
         manager,
         reports_rx,
         shutdown,
     )
-    .await?;
+    .await;
+    // Rules stay loaded (pods keep being served while the agent is away); DNS and the
+    // ingress proxy go with the agent.
+    data_plane.abort();
+    result?;
+    if cfg.stop_pods_on_exit {
+        // No pod is left to use the bridge, routes, NAT or service rules.
+        let _ = tokio::task::spawn_blocking(move || network.shutdown()).await;
+        if cfg.services.rules {
+            let teardown = services::rules::teardown();
+            if let Ok(Err(e)) =
+                tokio::task::spawn_blocking(move || services::nft::load(&teardown)).await
+            {
+                tracing::warn!(error = %e, "service rules not removed");
+            }
+        }
+    }
     Ok(())
 }

@@ -46,6 +46,17 @@ pub fn busybox_tar(dir: &Path) -> PathBuf {
     out
 }
 
+/// Workers sharing the test's network namespace must not fight over one `herd0`, routes and
+/// nft table: they run with `--pod-network none` (pods get their own loopback only). Workers
+/// in a node namespace of a `Topology` get the real bridge network.
+fn pod_network_args(own_netns: bool) -> Vec<String> {
+    if own_netns {
+        Vec::new()
+    } else {
+        vec!["--pod-network".into(), "none".into()]
+    }
+}
+
 fn ca_args(ca_hash: Option<&str>) -> Vec<String> {
     ca_hash
         .map(|h| vec!["--ca-hash".to_string(), h.to_string()])
@@ -130,6 +141,11 @@ impl Cluster {
     pub fn start_in(net: &netns::Topology, workers: usize) -> Cluster {
         let labels: Vec<&[&str]> = vec![&[]; workers];
         Self::start_opts(&labels, None, Some(net), false)
+    }
+
+    /// `start_in` with labels per worker (w1 gets the first list, ...).
+    pub fn start_in_labelled(net: &netns::Topology, worker_labels: &[&[&str]]) -> Cluster {
+        Self::start_opts(worker_labels, None, Some(net), false)
     }
 
     fn start_opts(
@@ -309,6 +325,7 @@ impl Cluster {
             ])
             .arg(&w.data_dir)
             .args(ca_args(ca_hash.as_deref()))
+            .args(pod_network_args(ns.is_some()))
             .env("HERD_RESTART_BACKOFF_BASE_MS", "300")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -348,6 +365,12 @@ impl Cluster {
         self.master.data_dir.join("admin.conf")
     }
 
+    /// Adds worker `name` on the host of that name in `net` (bridge pod network).
+    pub fn add_worker_in(&mut self, net: &netns::Topology, name: &str) {
+        self.worker_ns.insert(name.to_string(), net.ns(name));
+        self.add_worker(name, &[]);
+    }
+
     pub fn add_worker(&mut self, name: &str, labels: &[&str]) {
         let dir = self.tmp.path().join(name);
         std::fs::create_dir_all(&dir).expect("worker dir");
@@ -378,6 +401,7 @@ impl Cluster {
         ])
         .arg(&dir)
         .args(ca_args(self.ca_hash.as_deref()))
+        .args(pod_network_args(self.worker_ns.contains_key(name)))
         .env("HERD_RESTART_BACKOFF_BASE_MS", "300");
         for l in labels {
             if l.starts_with("--") {

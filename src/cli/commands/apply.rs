@@ -66,6 +66,8 @@ pub async fn apply(
             Object::Secret(sec) => apply_one(s, &ns, *sec).await?,
             Object::ConfigMap(cm) => apply_one(s, &ns, *cm).await?,
             Object::PersistentVolumeClaim(c) => apply_one(s, &ns, *c).await?,
+            Object::Service(svc) => apply_one(s, &ns, *svc).await?,
+            Object::Ingress(ing) => apply_one(s, &ns, *ing).await?,
         };
         writeln!(out, "{} {verb}", kind.ref_name(&name))?;
     }

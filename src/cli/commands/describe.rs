@@ -63,6 +63,26 @@ pub async fn describe(s: &Session, args: &DescribeArgs, out: Out<'_>) -> anyhow:
                 s.client.get(&kind.object_path(&ns, &name)).await?;
             describe_claim(&x)
         }
+        Kind::Service => {
+            let x: crate::api::service::Service =
+                s.client.get(&kind.object_path(&ns, &name)).await?;
+            let eps: Option<crate::api::service::Endpoints> = s
+                .client
+                .get(&Kind::Endpoints.object_path(&ns, &name))
+                .await
+                .ok();
+            super::net_tables::describe_service(&x, eps.as_ref())
+        }
+        Kind::Endpoints => {
+            let x: crate::api::service::Endpoints =
+                s.client.get(&kind.object_path(&ns, &name)).await?;
+            yaml_serde::to_string(&x)?
+        }
+        Kind::Ingress => {
+            let x: crate::api::ingress::Ingress =
+                s.client.get(&kind.object_path(&ns, &name)).await?;
+            super::net_tables::describe_ingress(&x)
+        }
     };
     out.write_all(text.as_bytes())?;
     Ok(())

@@ -3,9 +3,11 @@
 
 use super::{age, or_none, Out, Session};
 use crate::api::apps::{Deployment, ReplicaSet};
+use crate::api::ingress::Ingress;
 use crate::api::node::Node;
 use crate::api::secret::Secret;
 use crate::api::selector::LabelSelector;
+use crate::api::service::{Endpoints, Service};
 use crate::api::{List, Pod, PodPhase, PodSpec};
 use crate::cli::args::{GetArgs, GlobalArgs, OutputFormat};
 use crate::cli::kind::Kind;
@@ -60,6 +62,24 @@ pub async fn get(s: &Session, args: &GetArgs, out: Out<'_>) -> anyhow::Result<()
         Kind::PersistentVolumeClaim => {
             fetch(s, &req, |x: &[crate::api::pvc::PersistentVolumeClaim]| {
                 claims_table(x, all)
+            })
+            .await?
+        }
+        Kind::Service => {
+            fetch(s, &req, |x: &[Service]| {
+                super::net_tables::services_table(x, fmt, all)
+            })
+            .await?
+        }
+        Kind::Endpoints => {
+            fetch(s, &req, |x: &[Endpoints]| {
+                super::net_tables::endpoints_table(x, all)
+            })
+            .await?
+        }
+        Kind::Ingress => {
+            fetch(s, &req, |x: &[Ingress]| {
+                super::net_tables::ingresses_table(x, all)
             })
             .await?
         }
@@ -287,6 +307,9 @@ pub fn pod_restarts(p: &Pod) -> u32 {
 /// container wins, as in kubectl), else `Terminating` while deletion is in progress, else the
 /// pod's reason or phase. `Completed` turns back into `Running` while another container runs.
 pub fn pod_status(p: &Pod) -> String {
+    if let Some(init) = init_status(p) {
+        return init;
+    }
     let mut reason: Option<String> = None;
     let mut running = false;
     for c in p.status.container_statuses.iter().rev() {
@@ -317,6 +340,43 @@ pub fn pod_status(p: &Pod) -> String {
         return p.status.reason.clone();
     }
     p.status.phase.to_string()
+}
+
+/// kubectl's `Init:…` while init containers have not all completed: the failing one's
+/// reason (`Init:Error`, `Init:CrashLoopBackOff`), else `Init:done/total`.
+fn init_status(p: &Pod) -> Option<String> {
+    let inits = &p.status.init_container_statuses;
+    let done = inits
+        .iter()
+        .filter(|c| {
+            c.state
+                .terminated
+                .as_ref()
+                .is_some_and(|t| t.exit_code == 0)
+        })
+        .count();
+    if inits.is_empty() || done == inits.len() {
+        return None;
+    }
+    for c in inits {
+        if let Some(t) = c.state.terminated.as_ref().filter(|t| t.exit_code != 0) {
+            let r = if t.reason.is_empty() {
+                "Error"
+            } else {
+                &t.reason
+            };
+            return Some(format!("Init:{r}"));
+        }
+        if let Some(w) = c.state.waiting.as_ref() {
+            if !w.reason.is_empty()
+                && w.reason != "PodInitializing"
+                && w.reason != "ContainerCreating"
+            {
+                return Some(format!("Init:{}", w.reason));
+            }
+        }
+    }
+    Some(format!("Init:{done}/{}", inits.len()))
 }
 
 /// kubectl's columns; values are never shown in a table.

@@ -11,6 +11,7 @@ pub mod drain;
 pub mod get;
 pub mod image;
 pub mod logs;
+pub mod net_tables;
 pub mod node;
 pub mod rollout;
 pub mod scale;

@@ -4,10 +4,12 @@
 
 pub mod deployment;
 pub mod desired;
+pub mod endpoints;
 pub mod gc;
 pub mod imageplatforms;
 pub mod nodelifecycle;
 pub mod nodes;
+pub mod podnet;
 pub mod replicaset;
 pub mod scheduling;
 

@@ -58,7 +58,8 @@ pub async fn logs(
         .ok_or_else(|| ApiError::not_found("pods", &name))?;
     let container = match q.container {
         Some(c) => {
-            if !pod.spec.containers.iter().any(|x| x.name == c) {
+            let known = pod.spec.containers.iter().chain(&pod.spec.init_containers);
+            if !known.into_iter().any(|x| x.name == c) {
                 return Err(ApiError::bad_request(format!(
                     "container {c} is not valid for pod {name}"
                 )));

@@ -29,8 +29,10 @@ use super::bus::Bus;
 use super::store::{Store, StoreError};
 use crate::api::apps::{Deployment, ReplicaSet};
 use crate::api::configmap::ConfigMap;
+use crate::api::ingress::Ingress;
 use crate::api::pvc::PersistentVolumeClaim;
 use crate::api::secret::Secret;
+use crate::api::service::{Endpoints, Service};
 use crate::api::Status;
 
 /// What the join endpoint tells workers about the broker.
@@ -202,6 +204,40 @@ pub fn router_with(state: AppState, limiter: Arc<ratelimit::FailureLimiter>) -> 
             get(workloads::get_one::<PersistentVolumeClaim>)
                 .put(workloads::replace::<PersistentVolumeClaim>)
                 .delete(workloads::delete::<PersistentVolumeClaim>),
+        )
+        .route("/api/v1/services", get(workloads::list_all::<Service>))
+        .route(
+            "/api/v1/namespaces/{ns}/services",
+            get(workloads::list_ns::<Service>).post(workloads::create::<Service>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/services/{name}",
+            get(workloads::get_one::<Service>)
+                .put(workloads::replace::<Service>)
+                .delete(workloads::delete::<Service>),
+        )
+        .route("/api/v1/endpoints", get(workloads::list_all::<Endpoints>))
+        .route(
+            "/api/v1/namespaces/{ns}/endpoints",
+            get(workloads::list_ns::<Endpoints>),
+        )
+        .route(
+            "/api/v1/namespaces/{ns}/endpoints/{name}",
+            get(workloads::get_one::<Endpoints>),
+        )
+        .route(
+            "/apis/networking.k8s.io/v1/ingresses",
+            get(workloads::list_all::<Ingress>),
+        )
+        .route(
+            "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+            get(workloads::list_ns::<Ingress>).post(workloads::create::<Ingress>),
+        )
+        .route(
+            "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/{name}",
+            get(workloads::get_one::<Ingress>)
+                .put(workloads::replace::<Ingress>)
+                .delete(workloads::delete::<Ingress>),
         )
         .route(
             "/apis/apps/v1/deployments",

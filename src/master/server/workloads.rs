@@ -9,11 +9,13 @@ use serde::Deserialize;
 use super::{blocking, ApiError, AppState};
 use crate::api::apps::{Deployment, ReplicaSet};
 use crate::api::configmap::ConfigMap;
+use crate::api::ingress::Ingress;
 use crate::api::pvc::{PersistentVolumeClaim, SELECTED_NODE};
 use crate::api::secret::Secret;
 use crate::api::selector::LabelSelector;
+use crate::api::service::{Endpoints, Service};
 use crate::api::{List, Object, ObjectMeta};
-use crate::master::store::Resource;
+use crate::master::store::{Resource, Store};
 use crate::util::time::now_rfc3339;
 
 /// What differs between the workload kinds at the API.
@@ -44,6 +46,12 @@ pub trait Workload: Resource + serde::Serialize {
     ) -> Result<(), ApiError> {
         Ok(())
     }
+    /// Server-side admission of a create (`live` None) or replace, run under `ADMISSION` so
+    /// that reading what others hold and writing this object is one step (address
+    /// allocation).
+    fn admit(&mut self, _store: &Store, _live: Option<&Self>) -> Result<(), ApiError> {
+        Ok(())
+    }
 }
 
 /// Kubernetes' rule for Secrets and ConfigMaps marked `immutable: true`: the data cannot change
@@ -67,6 +75,75 @@ fn check_immutable<T: PartialEq>(
         ));
     }
     Ok(())
+}
+
+/// Serialises admissions that allocate from a shared pool (Service addresses and ports).
+static ADMISSION: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn admission() -> std::sync::MutexGuard<'static, ()> {
+    // Nothing guarded can be left half-done by a panic: the guard only orders writers.
+    ADMISSION.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Workload for Service {
+    const PLURAL: &'static str = "services";
+    const API_VERSION: &'static str = "v1";
+    fn from_object(o: Object) -> Option<Self> {
+        match o {
+            Object::Service(x) => Some(*x),
+            _ => None,
+        }
+    }
+    fn take_user_fields(&mut self, new: &Self) {
+        self.spec = new.spec.clone();
+        self.metadata.labels = new.metadata.labels.clone();
+        self.metadata.annotations = new.metadata.annotations.clone();
+    }
+    fn clear_status(&mut self) {
+        self.status = Default::default();
+    }
+    fn admit(&mut self, store: &Store, live: Option<&Self>) -> Result<(), ApiError> {
+        let me = (self.metadata.ns().to_string(), self.metadata.name.clone());
+        let others: Vec<Service> = store
+            .list::<Service>(None)?
+            .into_iter()
+            .filter(|o| {
+                (o.metadata.ns(), o.metadata.name.as_str()) != (me.0.as_str(), me.1.as_str())
+            })
+            .collect();
+        crate::master::services::alloc::assign(self, live, &others)
+            .map_err(|e| ApiError::invalid(e.to_string()))
+    }
+}
+
+impl Workload for Ingress {
+    const PLURAL: &'static str = "ingresses";
+    const API_VERSION: &'static str = crate::api::ingress::API_VERSION;
+    fn from_object(o: Object) -> Option<Self> {
+        match o {
+            Object::Ingress(x) => Some(*x),
+            _ => None,
+        }
+    }
+    fn take_user_fields(&mut self, new: &Self) {
+        self.spec = new.spec.clone();
+        self.metadata.labels = new.metadata.labels.clone();
+        self.metadata.annotations = new.metadata.annotations.clone();
+    }
+    fn clear_status(&mut self) {
+        self.status = None;
+    }
+}
+
+/// Read-only at the API (the endpoints controller writes them); only list and get are routed.
+impl Workload for Endpoints {
+    const PLURAL: &'static str = "endpoints";
+    const API_VERSION: &'static str = "v1";
+    fn from_object(_: Object) -> Option<Self> {
+        None
+    }
+    fn take_user_fields(&mut self, _: &Self) {}
+    fn clear_status(&mut self) {}
 }
 
 /// Both workload kinds have the same shape (spec, status, metadata) at the API.
@@ -345,7 +422,12 @@ pub async fn create<T: Workload>(
     let mut fresh: T = parse(&body, &ns, None)?;
     fresh.clear_status();
     let store = st.store.clone();
-    let created = blocking(move || Ok(store.create(fresh, &now_rfc3339())?)).await?;
+    let created = blocking(move || {
+        let _serial = admission();
+        fresh.admit(&store, None)?;
+        Ok(store.create(fresh, &now_rfc3339())?)
+    })
+    .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -354,9 +436,13 @@ pub async fn replace<T: Workload>(
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<T>, ApiError> {
-    let new: T = parse(&body, &ns, Some(&name))?;
+    let mut new: T = parse(&body, &ns, Some(&name))?;
     let store = st.store.clone();
     let updated = blocking(move || {
+        let _serial = admission();
+        if let Some(live) = store.get::<T>(&ns, &name)? {
+            new.admit(&store, Some(&live))?;
+        }
         store.update::<T, ApiError>(&ns, &name, |cur| {
             cur.check_update(&new).map_err(ApiError::invalid)?;
             cur.take_user_fields(&new);

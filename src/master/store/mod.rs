@@ -6,6 +6,7 @@
 //! committed with `synchronous=FULL`, so an acknowledged write survives `kill -9` and power
 //! loss. Writes that change nothing are skipped: SD cards wear out.
 
+mod podcidrs;
 mod schema;
 mod seal;
 mod tokens;
@@ -98,6 +99,23 @@ macro_rules! resource {
 resource!(crate::api::apps::ReplicaSet, "ReplicaSet", true);
 resource!(crate::api::apps::Deployment, "Deployment", true);
 resource!(Node, "Node", false);
+resource!(crate::api::service::Service, "Service", true);
+resource!(crate::api::ingress::Ingress, "Ingress", true);
+
+/// Endpoints have no spec: their subsets are what changes.
+impl Resource for crate::api::service::Endpoints {
+    const KIND: &'static str = "Endpoints";
+    const NAMESPACED: bool = true;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+    fn spec_value(&self) -> Value {
+        serde_json::to_value(&self.subsets).unwrap_or(Value::Null)
+    }
+}
 
 impl Resource for crate::api::secret::Secret {
     const KIND: &'static str = "Secret";

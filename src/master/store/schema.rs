@@ -41,4 +41,11 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE node_credentials ADD COLUMN mosquitto_hash TEXT;
     "#,
+    // 4: pod subnets per node (pod networking); UNIQUE so two nodes never share one.
+    r#"
+    CREATE TABLE pod_cidrs (
+        node TEXT PRIMARY KEY,
+        cidr TEXT NOT NULL UNIQUE
+    );
+    "#,
 ];

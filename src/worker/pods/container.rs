@@ -19,7 +19,7 @@ use crate::api::probe::ProbeKind;
 use crate::api::{Container, ContainerStatus, Pod};
 use crate::util::time::now_rfc3339;
 use crate::worker::images::{Image, ImageStore};
-use crate::worker::runtime::{ContainerConfig, Exit, Runtime, Started};
+use crate::worker::runtime::{ContainerConfig, Exit, PodSandbox, Runtime, Started};
 
 /// File in an attempt's dir naming the pod generation it was started for, so a new agent
 /// never adopts a container of a spec that has since changed.
@@ -37,6 +37,8 @@ pub struct Env<R: Runtime> {
     pub log_max_bytes: u64,
     /// Where pod volumes live on this node.
     pub volumes: crate::worker::volumes::Layout,
+    /// Pod sandboxes and networking.
+    pub net: Arc<crate::worker::net::Network>,
     /// Where images come from when a pod needs one the node lacks.
     pub pull: Arc<crate::worker::pulling::PullSource>,
 }
@@ -71,7 +73,7 @@ pub(super) fn waiting(reason: &str, message: String) -> ContainerState {
     }
 }
 
-fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
+pub(super) fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
     let reason = if exit.oom_killed {
         "OOMKilled"
     } else if exit.exit_code == 0 {
@@ -90,7 +92,7 @@ fn terminated(exit: &Exit, started_at: &str) -> StateTerminated {
 }
 
 /// libcontainer ids: short, unique per attempt, `[a-z0-9-]`.
-fn container_id(uid: &str, name: &str, attempt: u32) -> String {
+pub(super) fn container_id(uid: &str, name: &str, attempt: u32) -> String {
     let short: String = uid
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
@@ -139,6 +141,7 @@ pub async fn run<R: Runtime>(
     mut stop: watch::Receiver<Option<i64>>,
     resume: Option<Resume>,
     mut volumes: VolumeState,
+    sandbox: Arc<PodSandbox>,
 ) {
     let spec: Container = pod.spec.containers[index].clone();
     let uid = pod.metadata.uid.clone();
@@ -279,8 +282,10 @@ pub async fn run<R: Runtime>(
                 };
                 attempt += 1;
                 let (id, dir) = attempt_paths(&env, &uid, &spec.name, attempt);
-                let outcome =
-                    start_one(&env, &pod, &spec, &image, &id, &dir, attempt, mounts).await;
+                let outcome = start_one(
+                    &env, &pod, &spec, &image, &id, &dir, attempt, mounts, &sandbox,
+                )
+                .await;
                 match outcome {
                     Ok(s) => {
                         status.image_id = image.id.clone();
@@ -399,7 +404,7 @@ pub async fn run<R: Runtime>(
 
 /// The container's bind mounts once its pod's volumes were prepared, or why they are not
 /// ready; `None` when stopped while waiting for the first preparation.
-async fn mounts_for(
+pub(super) async fn mounts_for(
     spec: &Container,
     volumes: &mut VolumeState,
     stop: &mut watch::Receiver<Option<i64>>,
@@ -425,7 +430,7 @@ async fn mounts_for(
 }
 
 /// Container id and dir of one attempt.
-fn attempt_paths<R: Runtime>(
+pub(super) fn attempt_paths<R: Runtime>(
     env: &Env<R>,
     uid: &str,
     name: &str,
@@ -531,14 +536,14 @@ async fn supervise<R: Runtime>(
 }
 
 /// True if stopped while waiting.
-async fn wait_or_stop(stop: &mut watch::Receiver<Option<i64>>, d: Duration) -> bool {
+pub(super) async fn wait_or_stop(stop: &mut watch::Receiver<Option<i64>>, d: Duration) -> bool {
     // A dropped sender (manager gone) counts as a stop too.
     tokio::time::timeout(d, stop.wait_for(|s| s.is_some()))
         .await
         .is_ok()
 }
 
-async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result<Image, String> {
+pub(super) async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result<Image, String> {
     let images = env.images.clone();
     let r = reference.to_string();
     match tokio::task::spawn_blocking(move || images.resolve(&r)).await {
@@ -550,7 +555,7 @@ async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result<Image, Str
 }
 
 /// Why an attempt did not start, as the kubelet's waiting reasons tell it.
-enum StartFailure {
+pub(super) enum StartFailure {
     /// The container's settings forbid it (`runAsNonRoot` with a root user).
     Config(String),
     /// Creating or starting it failed.
@@ -558,7 +563,7 @@ enum StartFailure {
 }
 
 impl StartFailure {
-    fn reason_and_message(self) -> (&'static str, String) {
+    pub(super) fn reason_and_message(self) -> (&'static str, String) {
         match self {
             StartFailure::Config(m) => ("CreateContainerConfigError", m),
             StartFailure::Create(m) => ("CreateContainerError", m),
@@ -573,7 +578,7 @@ impl From<String> for StartFailure {
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn start_one<R: Runtime>(
+pub(super) async fn start_one<R: Runtime>(
     env: &Env<R>,
     pod: &Pod,
     spec: &Container,
@@ -582,6 +587,7 @@ async fn start_one<R: Runtime>(
     dir: &std::path::Path,
     attempt: u32,
     mounts: Vec<crate::worker::runtime::BindMount>,
+    sandbox: &PodSandbox,
 ) -> Result<Started, StartFailure> {
     let confined = super::security::effective(pod, spec, &image.config.user)
         .map_err(|e| StartFailure::Config(e.to_string()))?;
@@ -631,6 +637,7 @@ async fn start_one<R: Runtime>(
         log_max_bytes: env.log_max_bytes,
         security: confined.security,
         mounts,
+        sandbox: sandbox.clone(),
     };
     let started = env.runtime.start(&cfg).await.map_err(|e| e.to_string())?;
     tracing::info!(container = %spec.name, pid = started.pid, "container started");
@@ -638,7 +645,7 @@ async fn start_one<R: Runtime>(
 }
 
 /// SIGTERM, the grace period, then SIGKILL; every wait bounded.
-async fn terminate<R: Runtime>(
+pub(super) async fn terminate<R: Runtime>(
     env: &Env<R>,
     id: &str,
     grace: Duration,
@@ -657,7 +664,7 @@ async fn terminate<R: Runtime>(
     }
 }
 
-async fn cleanup<R: Runtime>(env: &Env<R>, id: &str, dir: &std::path::Path) {
+pub(super) async fn cleanup<R: Runtime>(env: &Env<R>, id: &str, dir: &std::path::Path) {
     if let Err(e) = env.runtime.remove(id).await {
         tracing::warn!(%id, error = %e, "container removal incomplete");
     }

@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use super::adopt::{Resume, ResumeState, Resumes};
 use super::container::{self, Env, Update};
-use super::phase;
+use super::{init, phase};
 use crate::api::{ContainerStatus, Pod, PodStatus};
 use crate::proto::{DesiredIndex, VolumeSources};
 use crate::util::time::now_rfc3339;
@@ -62,6 +62,8 @@ impl Desired {
 
 /// A pod loop's report to the agent.
 #[derive(Debug, Clone)]
+// A few reports per pod state change, moved once each: boxing would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Report {
     Status {
         pod: Pod,
@@ -241,7 +243,7 @@ impl<R: Runtime> Manager<R> {
 async fn run_pod<R: Runtime>(
     env: Arc<Env<R>>,
     pod: Pod,
-    stop: watch::Receiver<Option<i64>>,
+    mut stop: watch::Receiver<Option<i64>>,
     reports: mpsc::Sender<Report>,
     mut resume: HashMap<String, Resume>,
     sources: watch::Receiver<Option<VolumeSources>>,
@@ -254,17 +256,80 @@ async fn run_pod<R: Runtime>(
             _ => None,
         })
         .min();
+    // App containers a previous agent ran: the init containers completed back then.
+    let initialized = resume.values().any(|r| {
+        matches!(
+            r.state,
+            ResumeState::Running { .. } | ResumeState::Exited { .. }
+        )
+    });
     if resume.is_empty() {
         tracing::info!("starting pod");
     } else {
         tracing::info!(containers = resume.len(), "re-adopting pod");
     }
-    let n = pod.spec.containers.len();
+    let mut status = PodStatus {
+        start_time: Some(adopted_start.unwrap_or_else(now_rfc3339)),
+        ..Default::default()
+    };
+    // The sandbox first: every container joins its namespaces.
+    let Some(net) = setup_net(&env, &pod, &mut stop, &reports, &mut status).await else {
+        finish(&env, pod, &reports).await;
+        return;
+    };
+    status.pod_ip = net.pod_ip.map(|i| i.to_string());
+    status.host_ip = net.host_ip.map(|i| i.to_string());
+    let sandbox = Arc::new(net.sandbox);
+    // Volumes next: init containers mount them too (an init container filling an emptyDir
+    // for the app is the usual pattern).
     let (vol_tx, vol_rx) = watch::channel(None);
     let (quit_volumes, quit_rx) = watch::channel(false);
     let volume_task = tokio::spawn(
         keep_volumes(env.volumes.clone(), pod.clone(), sources, vol_tx, quit_rx).in_current_span(),
     );
+    // Asked, not aborted: an abort would leave a preparation pass running on the blocking
+    // pool, free to mount or fill a dir after the teardown removed it.
+    let stop_volumes = |quit: watch::Sender<bool>, task: tokio::task::JoinHandle<()>| async move {
+        quit.send_replace(true);
+        let _ = task.await;
+    };
+    if !pod.spec.init_containers.is_empty() {
+        if initialized {
+            status.init_container_statuses = pod
+                .spec
+                .init_containers
+                .iter()
+                .map(|c| completed(&c.name, &c.image))
+                .collect();
+        } else {
+            let mut volumes = vol_rx.clone();
+            let outcome = init::run_all(
+                &env,
+                &pod,
+                &sandbox,
+                &mut volumes,
+                &mut stop,
+                &reports,
+                &mut status,
+            )
+            .await;
+            match outcome {
+                init::Outcome::Done => {}
+                init::Outcome::Failed => {
+                    let _ = stop.wait_for(|s| s.is_some()).await;
+                    stop_volumes(quit_volumes, volume_task).await;
+                    finish(&env, pod, &reports).await;
+                    return;
+                }
+                init::Outcome::Stopped => {
+                    stop_volumes(quit_volumes, volume_task).await;
+                    finish(&env, pod, &reports).await;
+                    return;
+                }
+            }
+        }
+    }
+    let n = pod.spec.containers.len();
     let (tx, mut rx) = mpsc::channel::<Update>(64);
     for i in 0..n {
         let r = resume.remove(&pod.spec.containers[i].name);
@@ -277,6 +342,7 @@ async fn run_pod<R: Runtime>(
                 stop.clone(),
                 r,
                 vol_rx.clone(),
+                sandbox.clone(),
             )
             .in_current_span(),
         );
@@ -294,10 +360,6 @@ async fn run_pod<R: Runtime>(
         })
         .collect();
     let mut restarting = vec![true; n];
-    let mut status = PodStatus {
-        start_time: Some(adopted_start.unwrap_or_else(now_rfc3339)),
-        ..Default::default()
-    };
     while let Some(u) = rx.recv().await {
         if u.index >= n {
             continue;
@@ -320,15 +382,96 @@ async fn run_pod<R: Runtime>(
             })
             .await;
     }
-    // The pod-level cgroup, container dirs, logs and volumes (emptyDirs, projections, their
-    // tmpfs mounts; claims stay) go with the pod (leaf cgroups and rootfs went with each
-    // container).
-    // Asked, not aborted: an abort would leave a preparation pass running on the blocking
-    // pool, free to mount or fill a dir after the teardown below removed it.
-    quit_volumes.send_replace(true);
-    let _ = volume_task.await;
+    stop_volumes(quit_volumes, volume_task).await;
+    finish(&env, pod, &reports).await;
+}
+
+/// An init container a previous agent saw complete.
+fn completed(name: &str, image: &str) -> ContainerStatus {
+    ContainerStatus {
+        name: name.to_string(),
+        image: image.to_string(),
+        ready: true,
+        state: crate::api::pod::ContainerState {
+            terminated: Some(crate::api::pod::StateTerminated {
+                reason: "Completed".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Sets up the pod's sandbox and network, retrying until it works or the pod is stopped
+/// (`None`). On the bridge it first waits for the node's pod subnet.
+async fn setup_net<R: Runtime>(
+    env: &Arc<Env<R>>,
+    pod: &Pod,
+    stop: &mut watch::Receiver<Option<i64>>,
+    reports: &mpsc::Sender<Report>,
+    status: &mut PodStatus,
+) -> Option<crate::worker::net::PodNet> {
+    use crate::worker::net::Mode;
+    let mut said = String::new();
+    loop {
+        if stop.borrow().is_some() {
+            return None;
+        }
+        if env.net.mode == Mode::Bridge && !pod.spec.host_network {
+            let mut known = env.net.node_net();
+            if known.borrow().is_none() {
+                status.message = "waiting for the node's pod subnet from the master".into();
+                let _ = reports
+                    .send(Report::Status {
+                        pod: pod.clone(),
+                        status: status.clone(),
+                    })
+                    .await;
+                tokio::select! {
+                    _ = known.wait_for(|n| n.is_some()) => {}
+                    _ = stop.wait_for(|s| s.is_some()) => return None,
+                }
+            }
+        }
+        let (net, p) = (env.net.clone(), pod.clone());
+        let t0 = std::time::Instant::now();
+        match tokio::task::spawn_blocking(move || net.setup(&p)).await {
+            Ok(Ok(n)) => {
+                tracing::info!(pod_ip = ?n.pod_ip, ms = t0.elapsed().as_millis() as u64, "pod sandbox ready");
+                status.message.clear();
+                return Some(n);
+            }
+            Ok(Err(e)) => {
+                let m = e.to_string();
+                if m != said {
+                    tracing::warn!(error = %m, "pod sandbox setup failed; retrying");
+                    said = m.clone();
+                }
+                status.message = m;
+            }
+            Err(e) => status.message = format!("pod sandbox setup panicked: {e}"),
+        }
+        let _ = reports
+            .send(Report::Status {
+                pod: pod.clone(),
+                status: status.clone(),
+            })
+            .await;
+        if super::container::wait_or_stop(stop, std::time::Duration::from_secs(2)).await {
+            return None;
+        }
+    }
+}
+
+/// The pod is done: its cgroup, dirs, logs and sandbox go, then it is reported stopped.
+async fn finish<R: Runtime>(env: &Arc<Env<R>>, pod: Pod, reports: &mpsc::Sender<Report>) {
+    // The pod-level cgroup, container dirs, logs, volumes (emptyDirs, projections, their
+    // tmpfs mounts; claims stay) and sandbox go with the pod (leaf cgroups and rootfs went
+    // with each container).
     let uid = pod.metadata.uid.clone();
     let (containers, logs) = (env.containers_dir.join(&uid), env.logs_dir.join(&uid));
+    let net = env.net.clone();
     let layout = env.volumes.clone();
     let _ = tokio::task::spawn_blocking(move || {
         if let Err(e) = crate::worker::volumes::teardown(&layout, &uid) {
@@ -342,6 +485,7 @@ async fn run_pod<R: Runtime>(
         }
         let _ = std::fs::remove_dir_all(containers);
         let _ = std::fs::remove_dir_all(logs);
+        net.teardown(&uid);
     })
     .await;
     tracing::info!("pod stopped");

@@ -78,6 +78,53 @@ pub fn conditions(conds: &mut Vec<Condition>, statuses: &[ContainerStatus], now:
     }
 }
 
+/// While init containers run: `Initialized` False naming the incomplete ones (kubelet's
+/// wording), and the pod not ready.
+pub fn initializing(conds: &mut Vec<Condition>, inits: &[ContainerStatus], now: &str) {
+    let incomplete: Vec<&str> = inits
+        .iter()
+        .filter(|c| c.state.terminated.as_ref().is_none_or(|t| t.exit_code != 0))
+        .map(|c| c.name.as_str())
+        .collect();
+    let message = format!(
+        "containers with incomplete status: [{}]",
+        incomplete.join(" ")
+    );
+    let (status, reason) = if incomplete.is_empty() {
+        ("True", "")
+    } else {
+        ("False", "ContainersNotInitialized")
+    };
+    set_condition(
+        conds,
+        Condition {
+            type_: "Initialized".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: if incomplete.is_empty() {
+                String::new()
+            } else {
+                message
+            },
+            ..Default::default()
+        },
+        now,
+    );
+    for t in ["ContainersReady", "Ready"] {
+        set_condition(
+            conds,
+            Condition {
+                type_: t.into(),
+                status: "False".into(),
+                reason: "ContainersNotReady".into(),
+                message: "init containers have not completed".into(),
+                ..Default::default()
+            },
+            now,
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +202,27 @@ mod tests {
         assert_eq!(
             phase(RestartPolicy::OnFailure, &[exited(0)], false),
             PodPhase::Succeeded
+        );
+    }
+
+    #[test]
+    fn initialized_is_false_until_every_init_container_completed() {
+        let mut c = Vec::new();
+        let mut done = exited(0);
+        done.name = "first".into();
+        let mut failing = exited(1);
+        failing.name = "second".into();
+        initializing(&mut c, &[done.clone(), failing], "t");
+        let init = c.iter().find(|c| c.type_ == "Initialized").unwrap();
+        assert_eq!(init.status, "False");
+        assert_eq!(init.reason, "ContainersNotInitialized");
+        assert_eq!(init.message, "containers with incomplete status: [second]");
+        initializing(&mut c, &[done], "t2");
+        let init = c.iter().find(|c| c.type_ == "Initialized").unwrap();
+        assert_eq!(init.status, "True");
+        assert_eq!(
+            c.iter().find(|c| c.type_ == "Ready").unwrap().status,
+            "False"
         );
     }
 

@@ -262,6 +262,28 @@ fn mounts(volumes: &[super::BindMount]) -> Vec<Mount> {
     out
 }
 
+/// The container's namespaces: pid, mount and cgroup of its own; network, IPC and UTS
+/// joined from the pod's sandbox where it has them (shared with the pod's other containers),
+/// the node's network and UTS for `hostNetwork`.
+fn namespaces(sb: &super::PodSandbox) -> Vec<LinuxNamespace> {
+    let ns = |t: LinuxNamespaceType, path: Option<&PathBuf>| {
+        let mut n = LinuxNamespace::default();
+        n.set_typ(t).set_path(path.cloned());
+        n
+    };
+    let mut v = vec![
+        ns(LinuxNamespaceType::Pid, None),
+        ns(LinuxNamespaceType::Mount, None),
+        ns(LinuxNamespaceType::Ipc, sb.ipc.as_ref()),
+    ];
+    if !sb.host_network {
+        v.push(ns(LinuxNamespaceType::Uts, sb.uts.as_ref()));
+        v.push(ns(LinuxNamespaceType::Network, sb.net.as_ref()));
+    }
+    v.push(ns(LinuxNamespaceType::Cgroup, None));
+    v
+}
+
 /// For containers with no QoS-derived score: between the protected agent (-900) and the
 /// kernel default, so a runaway pod goes before the OS but after best-effort ones.
 pub const DEFAULT_OOM_SCORE_ADJ: i32 = 0;
@@ -277,13 +299,25 @@ pub fn spec_for(
     }
     let mut spec = Spec::default();
     spec.set_version("1.0.2".to_owned());
-    spec.set_hostname(Some(if cfg.hostname.is_empty() {
-        cfg.id.clone()
-    } else {
-        cfg.hostname.clone()
+    // In the node's UTS namespace (hostNetwork) a hostname would rename the node.
+    spec.set_hostname((!cfg.sandbox.host_network).then(|| {
+        if cfg.hostname.is_empty() {
+            cfg.id.clone()
+        } else {
+            cfg.hostname.clone()
+        }
     }));
     spec.set_annotations(Some(HashMap::new()));
-    spec.set_mounts(Some(mounts(&cfg.mounts)));
+    let mut all_mounts = mounts(&cfg.mounts);
+    for (source, dest) in &cfg.sandbox.files {
+        let mut m = Mount::default();
+        m.set_destination(PathBuf::from(dest))
+            .set_typ(Some("bind".to_owned()))
+            .set_source(Some(source.clone()))
+            .set_options(Some(vec!["rbind".to_owned(), "ro".to_owned()]));
+        all_mounts.push(m);
+    }
+    spec.set_mounts(Some(all_mounts));
 
     let mut root = Root::default();
     root.set_path(cfg.rootfs.clone()).set_readonly(Some(false));
@@ -336,21 +370,7 @@ pub fn spec_for(
     spec.set_process(Some(process));
 
     let mut linux = spec.linux().clone().unwrap_or_default();
-    let namespaces = [
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Mount,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Network,
-        LinuxNamespaceType::Cgroup,
-    ]
-    .into_iter()
-    .map(|t| {
-        let mut ns = LinuxNamespace::default();
-        ns.set_typ(t);
-        ns
-    })
-    .collect();
+    let namespaces = namespaces(&cfg.sandbox);
     let mut masked = oci_spec::runtime::get_default_maskedpaths();
     masked.extend(
         [
@@ -450,6 +470,7 @@ mod tests {
             log_max_bytes: 1 << 20,
             security: Default::default(),
             mounts: vec![],
+            sandbox: Default::default(),
         }
     }
 
@@ -483,6 +504,48 @@ mod tests {
         assert!(!opts(rw).contains(&"ro".to_string()));
         assert!(opts(ro).contains(&"ro".to_string()));
         assert_eq!(ro.destination(), Path::new("/etc/app"));
+    }
+
+    #[test]
+    fn containers_join_the_pod_sandbox_and_get_its_files() {
+        let mut c = cfg();
+        c.sandbox = crate::worker::runtime::PodSandbox {
+            net: Some("/d/sb/u/net".into()),
+            host_network: false,
+            ipc: Some("/d/sb/u/ipc".into()),
+            uts: Some("/d/sb/u/uts".into()),
+            files: vec![("/d/sb/u/hosts".into(), "/etc/hosts".into())],
+        };
+        let spec = spec_for(&c, &ResolvedUser::default(), HOST).unwrap();
+        let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        let path = |t| {
+            ns.iter()
+                .find(|n| n.typ() == t)
+                .and_then(|n| n.path().clone())
+        };
+        assert_eq!(
+            path(LinuxNamespaceType::Network),
+            Some("/d/sb/u/net".into())
+        );
+        assert_eq!(path(LinuxNamespaceType::Ipc), Some("/d/sb/u/ipc".into()));
+        assert_eq!(path(LinuxNamespaceType::Uts), Some("/d/sb/u/uts".into()));
+        assert_eq!(path(LinuxNamespaceType::Pid), None);
+        let m = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/etc/hosts"))
+            .unwrap();
+        assert_eq!(m.source().as_deref(), Some(Path::new("/d/sb/u/hosts")));
+        assert!(m.options().as_ref().unwrap().contains(&"ro".to_string()));
+        // hostNetwork: no network or UTS namespace entry, and no hostname to set.
+        c.sandbox.host_network = true;
+        let spec = spec_for(&c, &ResolvedUser::default(), HOST).unwrap();
+        let ns = spec.linux().as_ref().unwrap().namespaces().clone().unwrap();
+        assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network));
+        assert!(!ns.iter().any(|n| n.typ() == LinuxNamespaceType::Uts));
+        assert_eq!(spec.hostname(), &None);
     }
 
     const HOST: Host<'static> = Host {

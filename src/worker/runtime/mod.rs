@@ -56,6 +56,10 @@ pub struct ContainerConfig {
     /// Pod volumes bound into the container (see `worker::volumes`).
     #[serde(default)]
     pub mounts: Vec<BindMount>,
+    /// Namespaces and files shared with the other containers of the pod (see `worker::net`);
+    /// the default gives the container namespaces of its own.
+    #[serde(default)]
+    pub sandbox: PodSandbox,
 }
 
 /// A host path bound into a container.
@@ -65,6 +69,22 @@ pub struct BindMount {
     /// Absolute path inside the container.
     pub destination: String,
     pub read_only: bool,
+}
+
+/// What a container shares with its pod. Paths are bind-mounted namespace files made by
+/// `worker::net::sandbox`; `None` means a namespace of the container's own.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct PodSandbox {
+    /// Network namespace to join.
+    pub net: Option<PathBuf>,
+    /// The node's network (and UTS) namespace: `hostNetwork: true`.
+    pub host_network: bool,
+    pub ipc: Option<PathBuf>,
+    pub uts: Option<PathBuf>,
+    /// Files bind-mounted read-only into the container: (file on the node, path inside),
+    /// e.g. the pod's /etc/hosts and /etc/resolv.conf.
+    pub files: Vec<(PathBuf, String)>,
 }
 
 /// How a container is confined, from its `securityContext` (see `pods::security`). The
