@@ -7,6 +7,7 @@ pub mod firstboot;
 pub mod install;
 pub mod logging;
 pub mod master;
+pub mod oci;
 pub mod pki;
 pub mod proto;
 pub mod up;

@@ -121,6 +121,22 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub fn pull_options(args: &crate::cli::args::PullArgs) -> anyhow::Result<worker::PullOptions> {
+    let settings = crate::oci::RegistrySettings::load(&args.registries)?
+        .with_insecure(&args.insecure_registries)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(crate::worker::images::Platform::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--platform: {e}"))?;
+    Ok(worker::PullOptions {
+        direct: args.pull_direct,
+        settings,
+        platform,
+    })
+}
+
 pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
     // Before joining: a kernel that cannot run containers is reported with its fix at once.
     worker::kernel::check()?;
@@ -139,6 +155,7 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         stop_pods_on_exit: args.stop_pods_on_exit,
         backoff_base: backoff_base(),
         pod_network: worker::net::Mode::parse(&args.pod_network),
+        pull: pull_options(&args.pull)?,
     };
     let (tx, rx) = watch::channel(false);
     let mut run = tokio::spawn(worker::run(cfg, rx));
@@ -185,6 +202,8 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         stop_pods_on_exit: !args.leave_running,
         backoff_base: backoff_base(),
         pod_network: worker::net::Mode::parse(&args.pod_network),
+        // The local worker pulls through its own master's cache, like every other node.
+        pull: worker::PullOptions::default(),
     };
     println!("local worker: node {}", wcfg.node_name);
     let (tx, rx) = watch::channel(false);

@@ -260,6 +260,31 @@ pub struct WorkerArgs {
     /// one network namespace, as in tests)
     #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = ["bridge", "none"], env = "HERD_POD_NETWORK")]
     pub pod_network: String,
+    #[command(flatten)]
+    pub pull: PullArgs,
+}
+
+/// How a worker gets images it lacks.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PullArgs {
+    /// Pull straight from registries instead of through the master's image cache
+    #[arg(long, env = "HERD_PULL_DIRECT")]
+    pub pull_direct: bool,
+    /// Registry reached over plain HTTP by direct pulls, HOST:PORT (repeatable; loopback
+    /// registries always are)
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Registries file for direct pulls (insecure hosts, credentials)
+    #[arg(long, value_name = "FILE", default_value = "/etc/herd/registries.toml")]
+    pub registries: PathBuf,
+    /// Act as a node of this platform, OS/ARCH[/VARIANT] (testing mixed fleets on one
+    /// machine: which image variant is pulled and what the scheduler sees)
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    pub platform: Option<String>,
+}
+
+fn parse_platform(s: &str) -> Result<String, String> {
+    crate::worker::images::Platform::parse(s).map(|_| s.to_owned())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -480,6 +505,21 @@ pub enum ImageCommand {
     Import(ImageImportArgs),
     /// List the images in the local image store
     Ls(ImageLsArgs),
+    /// Pull an image into the local image store (through the master's cache when this machine
+    /// is a joined worker, else straight from the registry)
+    Pull(ImagePullArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImagePullArgs {
+    /// Image reference, e.g. busybox, ghcr.io/org/app:1, name@sha256:...
+    #[arg(value_name = "REF")]
+    pub reference: String,
+    /// Worker data dir [default: /var/lib/herd/worker if it exists, else /var/lib/herd]
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub pull: PullArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -53,6 +53,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Drain(a) => commands::drain::run(a, g).await,
         Command::Image(ImageCommand::Import(a)) => commands::image::import(a).await,
         Command::Image(ImageCommand::Ls(a)) => commands::image::ls(a).await,
+        Command::Image(ImageCommand::Pull(a)) => commands::image::pull(a).await,
         Command::Token(TokenCommand::Create(a)) => commands::token::run(a, g).await,
         Command::Token(TokenCommand::Ls(a)) => commands::token::run_ls(a, g).await,
         Command::Token(TokenCommand::Revoke(a)) => commands::token::run_revoke(a, g).await,

@@ -216,6 +216,10 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
         // Like the worker unit: an agent restart or upgrade leaves pods running.
         stop_pods_on_exit: false,
         pod_network: "bridge".into(),
+        pull: crate::cli::args::PullArgs {
+            registries: "/etc/herd/registries.toml".into(),
+            ..Default::default()
+        },
     };
     crate::up::worker(&worker).await
 }

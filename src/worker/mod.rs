@@ -8,6 +8,7 @@ pub mod kernel;
 pub mod net;
 pub mod platform;
 pub mod pods;
+pub mod pulling;
 pub mod runtime;
 pub mod state;
 
@@ -37,6 +38,17 @@ pub struct WorkerConfig {
     pub backoff_base: Duration,
     /// How pods are networked (`--pod-network`).
     pub pod_network: net::Mode,
+    pub pull: PullOptions,
+}
+
+/// How the worker gets images it lacks.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Straight to registries instead of through the master's cache.
+    pub direct: bool,
+    pub settings: crate::oci::RegistrySettings,
+    /// Pretend to be a node of this platform (mixed-fleet tests on one machine).
+    pub platform: Option<images::Platform>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +126,19 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         }
     };
     tracing::info!(node = %creds.node_name, broker = %creds.mqtt_url, "joined");
-    let images = Arc::new(images::ImageStore::open(&images_dir(dir))?);
+    let mut store = images::ImageStore::open(&images_dir(dir))?;
+    if let Some(p) = &cfg.pull.platform {
+        platform::set_override(p.clone());
+        store = store.with_platform(p.clone());
+    }
+    let images = Arc::new(store);
+    let route = if cfg.pull.direct {
+        pulling::Route::Direct
+    } else {
+        pulling::PullSource::master_route(&creds)
+    };
+    let pull = Arc::new(pulling::PullSource::new(route, cfg.pull.settings.clone()));
+    tracing::info!(from = %pull.describe(), "images are pulled");
     let runtime = Arc::new(LinuxRuntime::new(
         dir.join("state"),
         PathBuf::from("/proc/self/exe"),
@@ -154,6 +178,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
             backoff_base: cfg.backoff_base,
             log_max_bytes: 10 << 20,
             net: network.clone(),
+            pull,
         },
         reports_tx,
     );

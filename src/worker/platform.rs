@@ -19,6 +19,16 @@ pub fn goarch() -> &'static str {
     }
 }
 
+/// Set once by `herd worker --platform`: the node reports this platform instead of its own,
+/// so one machine can stand in for an armv6 board in mixed-fleet tests. Process-wide because
+/// a worker process is one node.
+static PLATFORM_OVERRIDE: std::sync::OnceLock<crate::worker::images::Platform> =
+    std::sync::OnceLock::new();
+
+pub fn set_override(p: crate::worker::images::Platform) {
+    let _ = PLATFORM_OVERRIDE.set(p);
+}
+
 /// OCI variant: v8 for arm64; for 32-bit ARM read from the CPU (Pi Zero/1 are v6).
 pub fn variant() -> String {
     match goarch() {
@@ -86,9 +96,11 @@ pub fn node(name: &str, labels: &BTreeMap<String, String>, ip: Option<String>) -
     };
     n.metadata.name = name.to_string();
     n.metadata.labels = labels.clone();
-    let arch = goarch();
-    let variant = variant();
-    n.metadata.labels.insert(LABEL_ARCH.into(), arch.into());
+    let (arch, variant) = match PLATFORM_OVERRIDE.get() {
+        Some(p) => (p.architecture.clone(), p.variant.clone()),
+        None => (goarch().to_owned(), variant()),
+    };
+    n.metadata.labels.insert(LABEL_ARCH.into(), arch.clone());
     n.metadata.labels.insert(LABEL_OS.into(), "linux".into());
     n.metadata.labels.insert(LABEL_HOSTNAME.into(), name.into());
     if !variant.is_empty() {
@@ -99,7 +111,7 @@ pub fn node(name: &str, labels: &BTreeMap<String, String>, ip: Option<String>) -
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let mem = mem_total_bytes();
     let info = &mut n.status.node_info;
-    info.architecture = arch.into();
+    info.architecture = arch;
     info.variant = variant;
     info.operating_system = "linux".into();
     info.kernel_version = nix::sys::utsname::uname()

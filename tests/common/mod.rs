@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 pub mod http;
 pub mod netns;
+pub mod registry;
 pub mod tarball;
 
 pub const HERD: &str = env!("CARGO_BIN_EXE_herd");

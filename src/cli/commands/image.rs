@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::Out;
-use crate::cli::args::{ImageImportArgs, ImageLsArgs};
+use crate::cli::args::{ImageImportArgs, ImageLsArgs, ImagePullArgs};
 use crate::cli::table;
 use crate::worker::images::{Image, ImageStore, ImageSummary};
 
@@ -69,6 +69,86 @@ pub fn print_imported(images: &[Image], out: Out<'_>) -> anyhow::Result<()> {
             i.platform
         )?;
     }
+    Ok(())
+}
+
+/// `herd image pull`: into this machine's store, with a progress bar on a terminal and plain
+/// lines otherwise (logs, CI).
+pub async fn pull(args: &ImagePullArgs) -> anyhow::Result<()> {
+    use crate::worker::images::pull::Progress;
+    use crate::worker::images::Reference;
+    use crate::worker::pulling::{PullSource, Route};
+    use std::io::IsTerminal as _;
+
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    let root = store_root(&data_dir);
+    let opts = crate::up::pull_options(&args.pull)?;
+    let mut store = ImageStore::open(&root)
+        .map_err(|e| anyhow::anyhow!("image store {}: {e}", root.display()))?;
+    if let Some(p) = &opts.platform {
+        store = store.with_platform(p.clone());
+    }
+    let reference = Reference::parse(&args.reference)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.reference))?;
+    // A joined worker's credentials (beside its store) route the pull through the master.
+    let creds_file = root.parent().unwrap_or(&data_dir).join("node.json");
+    let route = match crate::worker::join::load(&creds_file) {
+        Ok(Some(c)) if !opts.direct => PullSource::master_route(&c),
+        _ => Route::Direct,
+    };
+    let source = PullSource::new(route, opts.settings);
+    let name = reference.to_string();
+    let report: std::sync::Arc<dyn Fn(Progress) + Send + Sync> = if std::io::stderr().is_terminal()
+    {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .map_err(|e| anyhow::anyhow!("progress bar: {e}"))?
+            .progress_chars("=> "),
+        );
+        bar.set_message(name.clone());
+        std::sync::Arc::new(move |p: Progress| {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        })
+    } else {
+        // A line per 10 %: readable in a log, not one per chunk.
+        let last = std::sync::atomic::AtomicU64::new(u64::MAX);
+        let name = name.clone();
+        std::sync::Arc::new(move |p: Progress| {
+            let step = p.percent() / 10;
+            if last.swap(step, std::sync::atomic::Ordering::Relaxed) != step {
+                eprintln!(
+                    "{name}: {}% ({} of {})",
+                    p.percent(),
+                    crate::worker::pods::image::human(p.done),
+                    crate::worker::pods::image::human(p.total)
+                );
+            }
+        })
+    };
+    let puller = source.puller(&reference);
+    let pulled = store
+        .pull(&puller, &reference, report)
+        .await
+        .map_err(|e| anyhow::anyhow!("pulling {name} from {}: {e}", source.describe()))?;
+    let how = if pulled.downloaded {
+        format!(
+            "{} downloaded",
+            crate::worker::pods::image::human(pulled.bytes)
+        )
+    } else {
+        "up to date".to_owned()
+    };
+    println!(
+        "pulled {} ({} {}, {how}) digest {}",
+        pulled.image.reference,
+        short_id(&pulled.image.id),
+        pulled.image.platform,
+        pulled.digest
+    );
     Ok(())
 }
 

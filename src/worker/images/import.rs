@@ -79,13 +79,34 @@ impl ImageStore {
         Ok(images)
     }
 
-    fn commit_pending(&self, image: PendingImage) -> Result<Image, ImageError> {
+    pub(super) fn commit_pending(&self, image: PendingImage) -> Result<Image, ImageError> {
+        let mut sizes = Vec::new();
+        for layer in &image.layers {
+            sizes.push(self.prepare_layer(layer)?);
+        }
+        self.commit_prepared(image, &sizes)
+    }
+
+    /// Puts a verified layer blob in place and unpacks it (checking its diff id). Returns
+    /// the uncompressed size. Pulls call it per layer as soon as the blob is in, so unpacking
+    /// overlaps the download of the next layers.
+    pub(super) fn prepare_layer(&self, layer: &PendingLayer) -> Result<u64, ImageError> {
+        let blob = self.put_blob_file(&layer.file.path, &layer.file.sha256)?;
+        self.ensure_layer(&blob, layer)
+    }
+
+    /// Records an image whose layers `prepare_layer` has made ready (`sizes` in layer order).
+    pub(super) fn commit_prepared(
+        &self,
+        image: PendingImage,
+        sizes: &[u64],
+    ) -> Result<Image, ImageError> {
         let mut layers = Vec::new();
         let mut size = 0;
         let mut manifest_layers = Vec::new();
-        for layer in &image.layers {
-            let blob = self.put_blob_file(&layer.file.path, &layer.file.sha256)?;
-            size += self.ensure_layer(&blob, layer)?;
+        for (i, layer) in image.layers.iter().enumerate() {
+            let blob = self.blob_path(&layer.file.sha256);
+            size += sizes.get(i).copied().unwrap_or(0);
             layers.push(LayerRecord {
                 diff_id: format!("sha256:{}", layer.diff_id),
                 blob: format!("sha256:{}", layer.file.sha256),

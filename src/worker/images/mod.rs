@@ -23,6 +23,7 @@ mod import_tests;
 mod mount;
 mod oci;
 mod platform;
+pub mod pull;
 pub mod reference;
 mod store;
 #[cfg(test)]
@@ -32,7 +33,7 @@ mod unpack;
 use std::path::PathBuf;
 
 pub use mount::{is_mounted, unmount_rootfs};
-pub use platform::host_platform;
+pub use platform::{host_platform, score as platform_score};
 pub use reference::{Reference, ReferenceError};
 pub use store::{ImageStore, Limits};
 
@@ -52,6 +53,30 @@ pub struct Platform {
     pub os: String,
     pub architecture: String,
     pub variant: String,
+}
+
+impl Platform {
+    /// `os/arch[/variant]`, e.g. `linux/arm/v6`.
+    pub fn parse(s: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok =
+            |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match parts.as_slice() {
+            [os, arch] if ok(os) && ok(arch) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: String::new(),
+            }),
+            [os, arch, variant] if ok(os) && ok(arch) && ok(variant) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: variant.to_string(),
+            }),
+            _ => Err(format!(
+                "platform {s:?}: want OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm/v7"
+            )),
+        }
+    }
 }
 
 impl std::fmt::Display for Platform {

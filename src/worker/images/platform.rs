@@ -44,7 +44,7 @@ fn arm_variant() -> Option<String> {
 }
 
 /// How well `candidate` runs on `host`: `None` if it cannot, higher is better.
-pub(crate) fn score(host: &Platform, candidate: &Platform) -> Option<u32> {
+pub fn score(host: &Platform, candidate: &Platform) -> Option<u32> {
     let os = if candidate.os.is_empty() {
         "linux"
     } else {
@@ -53,18 +53,33 @@ pub(crate) fn score(host: &Platform, candidate: &Platform) -> Option<u32> {
     if os != host.os || candidate.architecture != host.architecture {
         return None;
     }
-    if candidate.variant == host.variant {
+    // A bare `arm` is v7 and a bare `arm64` is v8 by convention (containerd's
+    // normalisation), so an armv6 board must not take an `arm` image without a variant.
+    let default_variant = |arch: &str| match arch {
+        "arm" => "v7",
+        "arm64" => "v8",
+        _ => "",
+    };
+    let candidate_variant = match candidate.variant.as_str() {
+        "" => default_variant(&candidate.architecture),
+        v => v,
+    };
+    let host_variant = match host.variant.as_str() {
+        "" => default_variant(&host.architecture),
+        v => v,
+    };
+    if candidate_variant == host_variant {
         return Some(100);
     }
-    if candidate.variant.is_empty() {
+    if candidate_variant.is_empty() {
         return Some(50);
     }
     match host.architecture.as_str() {
         // arm64 is effectively only v8 (v9 runs v8 code, not vice versa).
-        "arm64" => (candidate.variant == "v8").then_some(90),
+        "arm64" => (candidate_variant == "v8").then_some(90),
         "arm" => {
-            let host_v = variant_number(&host.variant)?;
-            let cand_v = variant_number(&candidate.variant)?;
+            let host_v = variant_number(host_variant)?;
+            let cand_v = variant_number(candidate_variant)?;
             (cand_v <= host_v).then(|| 90 - (host_v - cand_v))
         }
         _ => None,

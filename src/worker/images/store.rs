@@ -284,6 +284,21 @@ impl ImageStore {
         Ok(())
     }
 
+    /// The index entry of one normalised reference: which image and which manifest (for a
+    /// pulled image, the digest the registry answered for the tag, an index's for multi-arch).
+    pub(crate) fn ref_entry(&self, reference: &str) -> Result<Option<RefEntry>, ImageError> {
+        Ok(self.read_refs()?.refs.get(reference).cloned())
+    }
+
+    /// Points `reference` at `entry`'s image, recording the manifest digest it was pulled by.
+    pub(crate) fn set_ref(&self, reference: &str, entry: RefEntry) -> Result<(), ImageError> {
+        let lock = self.lock()?;
+        let mut index = self.read_refs()?;
+        index.v = INDEX_VERSION;
+        index.refs.insert(reference.to_owned(), entry);
+        self.write_refs(&index, &lock)
+    }
+
     fn drop_record(&self, id: &str) {
         let hex = id.trim_start_matches("sha256:");
         if is_sha256_hex(hex) {

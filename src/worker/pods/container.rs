@@ -37,6 +37,8 @@ pub struct Env<R: Runtime> {
     pub log_max_bytes: u64,
     /// Pod sandboxes and networking.
     pub net: Arc<crate::worker::net::Network>,
+    /// Where images come from when a pod needs one the node lacks.
+    pub pull: Arc<crate::worker::pulling::PullSource>,
 }
 
 /// A container task's report to its pod loop.
@@ -95,7 +97,7 @@ pub(super) fn container_id(uid: &str, name: &str, attempt: u32) -> String {
 }
 
 /// Sends one status update to the pod loop.
-async fn send(
+pub(super) async fn send(
     updates: &mpsc::Sender<Update>,
     index: usize,
     status: &ContainerStatus,
@@ -145,6 +147,8 @@ pub async fn run<R: Runtime>(
         ..Default::default()
     };
     let mut backoff = Backoff::new(env.backoff_base);
+    let mut pulled_before = false;
+    let mut pull_failures: u32 = 0;
     let mut attempt: u32 = 0;
     let mut carried: Option<Carried> = None;
     if let Some(r) = resume {
@@ -211,12 +215,38 @@ pub async fn run<R: Runtime>(
                 )
             }
             None => {
-                let image = match resolve(&env, &spec.image).await {
-                    Ok(img) => img,
-                    Err(message) => {
-                        status.state = waiting("ErrImageNeverPull", message);
+                let image = match super::image::ensure(
+                    &env,
+                    &spec,
+                    &mut pulled_before,
+                    &mut status,
+                    &updates,
+                    index,
+                )
+                .await
+                {
+                    Ok(img) => {
+                        pull_failures = 0;
+                        img
+                    }
+                    Err(na) => {
+                        tracing::warn!(container = %spec.name, reason = na.reason, message = %na.message, "image not available");
+                        status.state = waiting(na.reason, na.message.clone());
                         send(&updates, index, &status, true).await;
-                        if wait_or_stop(&mut stop, Duration::from_secs(5)).await {
+                        let delay = super::image::pull_backoff(pull_failures);
+                        pull_failures += 1;
+                        if na.reason == "ErrImagePull" {
+                            // The kubelet's second word for a pull that keeps failing.
+                            status.state = waiting(
+                                "ImagePullBackOff",
+                                format!("Back-off pulling image {:?}: {}", spec.image, na.message),
+                            );
+                            if wait_or_stop(&mut stop, Duration::from_secs(1).min(delay)).await {
+                                return;
+                            }
+                            send(&updates, index, &status, true).await;
+                        }
+                        if wait_or_stop(&mut stop, delay).await {
                             return;
                         }
                         continue;
@@ -461,10 +491,7 @@ pub(super) async fn resolve<R: Runtime>(env: &Env<R>, reference: &str) -> Result
     let r = reference.to_string();
     match tokio::task::spawn_blocking(move || images.resolve(&r)).await {
         Ok(Ok(Some(img))) => Ok(img),
-        Ok(Ok(None)) => Err(format!(
-            "image {reference:?} is not present on this node (registry pulls come later: \
-             load it with `herd image import FILE`)"
-        )),
+        Ok(Ok(None)) => Err(format!("image {reference:?} is not present on this node")),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(format!("image lookup failed: {e}")),
     }

@@ -87,17 +87,32 @@ pub async fn run_all<R: Runtime>(
     for (i, spec) in inits.iter().enumerate() {
         let mut backoff = Backoff::new(env.backoff_base);
         let mut attempt = 0u32;
+        let (mut pulled_before, mut pull_failures) = (false, 0u32);
         loop {
             if stop.borrow().is_some() {
                 return Outcome::Stopped;
             }
-            let image = match container::resolve(env, &spec.image).await {
-                Ok(img) => img,
-                Err(message) => {
+            // Pulled like an app container's image (imagePullPolicy and all); the pull's
+            // progress updates are not shown for init containers.
+            let (progress, mut drain) = mpsc::channel(8);
+            let drained = tokio::spawn(async move { while drain.recv().await.is_some() {} });
+            let mut cs = status.init_container_statuses[i].clone();
+            let got =
+                super::image::ensure(env, spec, &mut pulled_before, &mut cs, &progress, i).await;
+            drop(progress);
+            let _ = drained.await;
+            let image = match got {
+                Ok(img) => {
+                    pull_failures = 0;
+                    img
+                }
+                Err(na) => {
                     status.init_container_statuses[i].state =
-                        container::waiting("ErrImageNeverPull", message);
+                        container::waiting(na.reason, na.message);
                     report(reports, pod, status).await;
-                    if container::wait_or_stop(stop, Duration::from_secs(5)).await {
+                    let delay = super::image::pull_backoff(pull_failures);
+                    pull_failures += 1;
+                    if container::wait_or_stop(stop, delay).await {
                         return Outcome::Stopped;
                     }
                     continue;

@@ -5,6 +5,7 @@
 pub mod adopt;
 pub mod container;
 pub mod containers;
+pub mod image;
 pub mod init;
 pub mod manager;
 pub mod phase;
