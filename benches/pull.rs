@@ -4,7 +4,10 @@
 //! the same run, alternating, median of `HERD_PULL_N` rounds (default 5).
 //!
 //! Prints herd's download phase and whole pull next to skopeo's copy, their ratio (target
-//! ≤ 1.2×), and unpack throughput. No asserts.
+//! ≤ 1.2×), and unpack throughput. Then two workers' stores pull the image through a master's
+//! cache: the first makes the master fetch each blob from the registry once, the second is
+//! served entirely from the cache (registry blob GETs and bytes counted from its access log).
+//! No asserts.
 //! `CARGO_TARGET_DIR=/var/tmp/herd-target cargo bench --bench pull`
 
 #[path = "../tests/common/mod.rs"]
@@ -14,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::registry::{big_image, Registry};
-use herd::oci::{Puller, RegistrySettings};
+use common::Cluster;
+use herd::oci::{Credentials, Mirror, Puller, RegistrySettings};
 use herd::worker::images::pull::Progress;
 use herd::worker::images::{ImageStore, Reference};
 
@@ -38,7 +42,7 @@ fn main() {
         .tempdir_in("/var/tmp")
         .expect("tmp");
     big_image(tmp.path(), &reg, "big:1");
-    let image = format!("{}/big:1", reg.addr);
+    let image = format!("{}/big:1", reg.host());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (mut herd_total, mut herd_download, mut skopeo) = (Vec::new(), Vec::new(), Vec::new());
     let mut bytes = 0u64;
@@ -111,5 +115,79 @@ fn main() {
         unpacked as f64 / 1e6,
         ms(unpack),
         unpacked as f64 / 1e6 / unpack.as_secs_f64().max(1e-9)
+    );
+
+    via_master(&rt, &reg, &image);
+}
+
+/// Two fresh stores pull through one master's cache; the registry's log tells what it served.
+fn via_master(rt: &tokio::runtime::Runtime, reg: &Registry, image: &str) {
+    let c = Cluster::start_pulling(&[]);
+    let host = c
+        .api_url
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .to_owned();
+    let conf = std::fs::read_to_string(c.config()).expect("admin.conf");
+    let token = conf
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("token:"))
+        .map(|t| t.trim().trim_matches('"').to_owned())
+        .expect("admin token");
+    let ca = std::fs::read(c.master.data_dir.join("pki/ca.crt")).expect("ca.crt");
+    let mirror = Mirror {
+        host,
+        plain: false,
+        ca_pem: Some(ca),
+        credentials: Some(Credentials {
+            username: "admin".into(),
+            password: token,
+        }),
+    };
+    let r = Reference::parse(image).expect("ref");
+    let m: serde_json::Value =
+        serde_json::from_slice(&reg.manifest("big:1")).expect("manifest json");
+    let layers: Vec<(String, u64)> = m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            (
+                l["digest"].as_str().expect("digest").to_owned(),
+                l["size"].as_u64().expect("size"),
+            )
+        })
+        .collect();
+    let served = |reg: &Registry| -> (usize, u64) {
+        layers.iter().fold((0, 0), |(n, b), (d, size)| {
+            let gets = reg.blob_gets(d);
+            (n + gets, b + gets as u64 * size)
+        })
+    };
+    let before = served(reg);
+    let mut times = Vec::new();
+    let mut after = Vec::new();
+    for worker in ["w1", "w2"] {
+        let root = c.tmp.path().join(format!("bench-{worker}"));
+        let store = ImageStore::open(&root).expect("store");
+        let puller = Puller::via(&mirror, &r);
+        let t = Instant::now();
+        rt.block_on(store.pull(&puller, &r, Arc::new(|_: Progress| {})))
+            .expect("pull via master");
+        times.push(t.elapsed());
+        after.push(served(reg));
+    }
+    println!("through the master's cache (HTTPS, node-style auth):");
+    println!(
+        "  first worker  {:8.1} ms; registry served {} layer GETs, {:.1} MB",
+        ms(times[0]),
+        after[0].0 - before.0,
+        (after[0].1 - before.1) as f64 / 1e6
+    );
+    println!(
+        "  second worker {:8.1} ms; registry served {} layer GETs, {:.1} MB",
+        ms(times[1]),
+        after[1].0 - after[0].0,
+        (after[1].1 - after[0].1) as f64 / 1e6
     );
 }

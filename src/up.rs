@@ -62,11 +62,21 @@ fn master_config(
         eviction_grace: Duration::from_secs(lifecycle.eviction_seconds),
         tls: true,
         tls_sans: Vec::new(),
+        insecure_registries: Vec::new(),
+        registry_tag_ttl: crate::master::registry::DEFAULT_TAG_TTL,
+        air_gapped: false,
         pod_net: crate::master::podcidr::Plan::parse(cluster_cidr)?,
     })
 }
 
 impl MasterConfig {
+    fn with_registry(mut self, r: &crate::cli::args::RegistryArgs) -> MasterConfig {
+        self.insecure_registries = r.insecure_registries.clone();
+        self.registry_tag_ttl = r.registry_tag_ttl;
+        self.air_gapped = r.air_gapped;
+        self
+    }
+
     fn with_tls(mut self, tls: &TlsArgs) -> MasterConfig {
         self.tls = !tls.insecure;
         self.tls_sans = tls.tls_sans.clone();
@@ -112,7 +122,8 @@ pub async fn master(args: &MasterArgs) -> anyhow::Result<()> {
         &args.lifecycle,
         &args.cluster_cidr,
     )?
-    .with_tls(&args.tls);
+    .with_tls(&args.tls)
+    .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     signalled().await;
@@ -156,6 +167,12 @@ pub async fn worker(args: &WorkerArgs) -> anyhow::Result<()> {
         backoff_base: backoff_base(),
         pod_network: worker::net::Mode::parse(&args.pod_network),
         pull: pull_options(&args.pull)?,
+        image_gc: worker::images::gc::Policy {
+            max_unused: args.image_gc_unused_for,
+            high_percent: args.image_gc_high_percent,
+            low_percent: args.image_gc_low_percent,
+            ..Default::default()
+        },
     };
     let (tx, rx) = watch::channel(false);
     let mut run = tokio::spawn(worker::run(cfg, rx));
@@ -185,7 +202,8 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         &args.lifecycle,
         &args.cluster_cidr,
     )?
-    .with_tls(&args.tls);
+    .with_tls(&args.tls)
+    .with_registry(&args.registry);
     let m = master::start(cfg).await.context("starting master")?;
     announce(&m);
     let wcfg = WorkerConfig {
@@ -204,6 +222,7 @@ pub async fn up(args: &UpArgs) -> anyhow::Result<()> {
         pod_network: worker::net::Mode::parse(&args.pod_network),
         // The local worker pulls through its own master's cache, like every other node.
         pull: worker::PullOptions::default(),
+        image_gc: Default::default(),
     };
     println!("local worker: node {}", wcfg.node_name);
     let (tx, rx) = watch::channel(false);

@@ -84,7 +84,7 @@ async fn each_board_pulls_its_own_variant_and_a_v6_board_never_gets_v7() {
     let tmp = tempfile::tempdir().expect("tmp");
     fleet_index(&reg, tmp.path(), "multi", false);
     let with_v6 = fleet_index(&reg, tmp.path(), "multi6", true);
-    let image = format!("{}/bb:multi", reg.addr);
+    let image = format!("{}/bb:multi", reg.host());
     for (plat, entry) in [
         ("linux/amd64", "amd64"),
         ("linux/arm64/v8", "arm64"),
@@ -118,7 +118,7 @@ async fn each_board_pulls_its_own_variant_and_a_v6_board_never_gets_v7() {
     );
     assert!(v6_store.resolve(&image).expect("resolve").is_none());
     // With a v6 entry the v6 board gets exactly it, and the v7 board still its own.
-    let image6 = format!("{}/bb:multi6", reg.addr);
+    let image6 = format!("{}/bb:multi6", reg.host());
     let pulled = pull(&v6_store, &image6).await.expect("v6 pull");
     assert_eq!(pulled.image.id, config_of(&reg, "bb:armv6"));
     assert_eq!(pulled.digest, with_v6);
@@ -126,7 +126,7 @@ async fn each_board_pulls_its_own_variant_and_a_v6_board_never_gets_v7() {
     let pulled = pull(&v7_store, &image6).await.expect("v7 pull");
     assert_eq!(pulled.image.id, config_of(&reg, "bb:armv7"));
     // The index digest pins the same choice.
-    let pinned = format!("{}/bb@{with_v6}", reg.addr);
+    let pinned = format!("{}/bb@{with_v6}", reg.host());
     let pulled = pull(&store_for(&tmp.path().join("pin"), "linux/arm/v6"), &pinned)
         .await
         .expect("pull by digest");
@@ -140,7 +140,7 @@ async fn a_single_platform_image_for_another_architecture_is_refused() {
     let tar = busybox_archive(tmp.path(), &foreign_busybox("arm64"), "arm64", "only:arm64");
     reg.push_archive(&tar, "only:arm64");
     let store = store_for(&tmp.path().join("s"), "linux/amd64");
-    let image = format!("{}/only:arm64", reg.addr);
+    let image = format!("{}/only:arm64", reg.host());
     let err = pull(&store, &image)
         .await
         .expect_err("arm64 image on amd64");
@@ -158,7 +158,7 @@ async fn an_always_pull_of_an_unchanged_tag_downloads_nothing_and_a_new_push_is_
     let tar = busybox_archive(tmp.path(), Path::new("/bin/busybox"), "amd64", "app:1");
     reg.push_archive(&tar, "app:latest");
     let store = store_for(&tmp.path().join("s"), "linux/amd64");
-    let image = format!("{}/app:latest", reg.addr);
+    let image = format!("{}/app:latest", reg.host());
     let first = pull(&store, &image).await.expect("first pull");
     assert!(first.downloaded && first.bytes > 0);
     let layer_gets = |reg: &Registry| -> usize {
@@ -206,7 +206,7 @@ async fn a_corrupt_blob_fails_with_a_digest_error_and_leaves_nothing_behind() {
     std::fs::write(&data, &evil).expect("corrupt");
     let root = tmp.path().join("s");
     let store = store_for(&root, "linux/amd64");
-    let image = format!("{}/bad:1", reg.addr);
+    let image = format!("{}/bad:1", reg.host());
     let err = pull(&store, &image)
         .await
         .expect_err("corrupt blob accepted");
@@ -245,7 +245,7 @@ fn a_pull_killed_half_way_starts_again_cleanly() {
     let tmp = tempfile::tempdir().expect("tmp");
     big_image(tmp.path(), &reg, "big:1");
     let data = tmp.path().join("worker");
-    let image = format!("{}/big:1", reg.addr);
+    let image = format!("{}/big:1", reg.host());
     let herd = |args: &[&str]| {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_herd"));
         c.args(["image", "pull", "--data-dir"])
@@ -338,4 +338,48 @@ fn walk(dir: &Path) -> Vec<(std::path::PathBuf, u64)> {
         }
     }
     out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_layer_from_a_registry_writes_nothing_outside_the_store() {
+    use common::tarball::{docker_archive, tar_of, Entry};
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).expect("outside dir");
+    // A symlink to an absolute path outside, then a write through it; and a `..` entry.
+    let layers = [
+        tar_of(&[
+            Entry::link(
+                "evil",
+                tar::EntryType::Symlink,
+                outside.to_str().expect("utf8"),
+            ),
+            Entry::file("evil/pwned", b"x"),
+        ]),
+        tar_of(&[Entry::file("../../../escape", b"x")]),
+    ];
+    for (i, layer) in layers.iter().enumerate() {
+        let tar = tmp.path().join(format!("hostile{i}.tar"));
+        std::fs::write(&tar, docker_archive(&[layer], &format!("hostile:{i}"))).expect("tar");
+        reg.push_archive(&tar, &format!("hostile:{i}"));
+        let root = tmp.path().join(format!("s{i}"));
+        let store = store_for(&root, "linux/amd64");
+        let image = format!("{}/hostile:{i}", reg.host());
+        let text = match pull(&store, &image).await {
+            Ok(_) => panic!("hostile layer {i} accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            text.contains("escape") || text.contains("symlink"),
+            "{text}"
+        );
+        assert!(store.resolve(&image).expect("resolve").is_none());
+        assert!(
+            files_under(&outside).is_empty(),
+            "layer {i} wrote outside: {:?}",
+            files_under(&outside)
+        );
+        assert!(!tmp.path().join("escape").exists() && !Path::new("/escape").exists());
+    }
 }

@@ -64,8 +64,9 @@ pub enum Command {
     Uncordon(NodeArgs),
     /// Cordon a node and evict its pods, respecting deployments' availability
     Drain(DrainArgs),
-    /// Manage the images of this machine's worker (local, no server needed)
-    #[command(subcommand)]
+    /// Images: the master's cache (push, ls, prune) and this machine's worker store
+    /// (import, ls --local)
+    #[command(subcommand, after_help = IMAGE_HELP)]
     Image(ImageCommand),
     /// Manage tokens: join tokens for workers, admin and read-only API tokens
     #[command(subcommand)]
@@ -123,6 +124,8 @@ pub struct UpArgs {
     pub lifecycle: LifecycleArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -153,6 +156,8 @@ pub struct MasterArgs {
     pub lifecycle: LifecycleArgs,
     #[command(flatten)]
     pub tls: TlsArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -220,6 +225,27 @@ pub struct LifecycleArgs {
     pub eviction_seconds: u64,
 }
 
+/// The master's image cache and the upstream registries it pulls through from.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryArgs {
+    /// Reach this upstream registry over plain HTTP (repeatable; 127.0.0.0/8 always is).
+    /// More, and credentials: <data dir>/registries.toml
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT", value_parser = parse_registry_host)]
+    pub insecure_registries: Vec<String>,
+    /// Serve a pulled tag from the cache this long before asking upstream again (digests never
+    /// expire)
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub registry_tag_ttl: Duration,
+    /// Never pull through from upstream registries: workers get only images pushed with
+    /// `herd image push` or already cached (fleets without internet access)
+    #[arg(long)]
+    pub air_gapped: bool,
+}
+
+fn parse_registry_host(s: &str) -> Result<String, String> {
+    crate::master::registry::config::check_host(s).map(|()| s.to_string())
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// URL of the master's API, as printed by `herd master`
@@ -260,6 +286,16 @@ pub struct WorkerArgs {
     /// one network namespace, as in tests)
     #[arg(long, value_name = "MODE", default_value = "bridge", value_parser = ["bridge", "none"], env = "HERD_POD_NETWORK")]
     pub pod_network: String,
+    /// Remove images no pod on this node uses after they were unused this long
+    #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = parse_duration)]
+    pub image_gc_unused_for: Duration,
+    /// When the image filesystem is fuller than this (percent), remove least recently used
+    /// images...
+    #[arg(long, value_name = "PERCENT", default_value_t = 85, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub image_gc_high_percent: u8,
+    /// ...down to this (percent)
+    #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub image_gc_low_percent: u8,
     #[command(flatten)]
     pub pull: PullArgs,
 }
@@ -295,6 +331,12 @@ pub struct ApplyArgs {
     /// Namespace for objects that name none [default: the context's, else "default"]
     #[arg(short, long, value_name = "NS")]
     pub namespace: Option<String>,
+    /// Wait until the applied pods and workloads are ready, showing image pull progress
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this long, e.g. 5m; 0 waits forever
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 /// kubectl's `-o` formats.
@@ -499,12 +541,33 @@ pub struct DrainArgs {
     pub timeout: Duration,
 }
 
+const IMAGE_HELP: &str = "\
+The master keeps an image cache that every worker pulls through: images come from the
+registry their name starts with (docker.io/..., ghcr.io/..., 127.0.0.1:5000/...) once, or
+are pushed with `herd image push` and need no registry at all. Registries are reached over
+HTTPS except 127.0.0.0/8 and those named with `herd master --insecure-registry`.
+Credentials for upstream registries: <master data dir>/registries.toml (mode 0600).
+
+  herd image push app.tar --name app:1      upload a docker save / OCI archive to the master
+  herd image ls                             what the master's cache holds
+  herd image prune --unused-for 30d         drop images nothing uses, then orphaned blobs
+  herd image import app.tar --data-dir D    side-load into this machine's worker (no master)
+  herd image ls --local                     what this machine's worker holds
+
+Any registry client can pull from the master (an API token as password, or a node's
+credentials); a registry port is written HOST_PORT in the path, e.g.
+  skopeo inspect --creds x:TOKEN docker://MASTER:6443/127.0.0.1_5000/app:1";
+
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
-    /// Import a `docker save` or OCI layout archive into the local image store
-    Import(ImageImportArgs),
-    /// List the images in the local image store
+    /// Upload a `docker save` or OCI layout archive (optionally gzip) into the master's cache
+    Push(ImagePushArgs),
+    /// List the master's image cache (with --local: this machine's worker store)
     Ls(ImageLsArgs),
+    /// Remove cached images no pod or workload uses, then blobs no image reaches
+    Prune(ImagePruneArgs),
+    /// Import a `docker save` or OCI layout archive into this machine's worker store
+    Import(ImageImportArgs),
     /// Pull an image into the local image store (through the master's cache when this machine
     /// is a joined worker, else straight from the registry)
     Pull(ImagePullArgs),
@@ -523,6 +586,32 @@ pub struct ImagePullArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+pub struct ImagePushArgs {
+    /// Archive file (.tar, .tar.gz)
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Name to store the image under instead of the archive's own, e.g. app:1
+    #[arg(long, value_name = "REF")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImagePruneArgs {
+    /// Remove images nothing uses that were not pulled for this long, e.g. 30d
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unused_for: Option<Duration>,
+    /// Remove every image nothing uses, whatever its age (pushed images too)
+    #[arg(long)]
+    pub all: bool,
+    /// Say what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Keep blobs no image reaches if they are younger than this (a pull in progress)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "1h")]
+    pub grace: Duration,
+}
+
+#[derive(Debug, Clone, Args)]
 pub struct ImageImportArgs {
     /// Archive file (.tar, .tar.gz)
     #[arg(value_name = "FILE")]
@@ -537,9 +626,16 @@ pub struct ImageImportArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ImageLsArgs {
-    /// Worker data dir [default: /var/lib/herd/worker if it exists, else /var/lib/herd]
+    /// List this machine's worker image store instead of the master's cache
+    #[arg(long)]
+    pub local: bool,
+    /// Worker data dir (implies --local) [default: /var/lib/herd/worker if it exists, else
+    /// /var/lib/herd]
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Output format: json or yaml instead of the table (master cache)
+    #[arg(short, long, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -230,6 +230,49 @@ impl Client {
             .await
     }
 
+    /// POSTs a streamed body (an image archive: never read into memory) and decodes the JSON
+    /// answer.
+    pub async fn upload<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: reqwest::Body,
+        len: Option<u64>,
+    ) -> Result<T, ApiError> {
+        let url = format!("{}{}", self.server, path);
+        let mut req = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .query(query)
+            .body(body);
+        if let Some(n) = len {
+            req = req.header(reqwest::header::CONTENT_LENGTH, n);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport("POST", &url, e))?;
+        let code = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport("POST", &url, e))?;
+        if !code.is_success() {
+            return Err(ApiError::Status(Box::new(status_from_body(
+                code.as_u16(),
+                &bytes,
+            ))));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+            method: "POST",
+            url,
+            message: e.to_string(),
+        })
+    }
+
     async fn json<B: Serialize, T: DeserializeOwned>(
         &self,
         method: reqwest::Method,

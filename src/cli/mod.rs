@@ -52,7 +52,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Uncordon(a) => commands::node::run(a, false, g).await,
         Command::Drain(a) => commands::drain::run(a, g).await,
         Command::Image(ImageCommand::Import(a)) => commands::image::import(a).await,
-        Command::Image(ImageCommand::Ls(a)) => commands::image::ls(a).await,
+        Command::Image(ImageCommand::Ls(a)) if a.local || a.data_dir.is_some() => {
+            commands::image::ls(a).await
+        }
+        Command::Image(ImageCommand::Ls(a)) => commands::image::run_cache_ls(a, g).await,
+        Command::Image(ImageCommand::Push(a)) => commands::image::run_push(a, g).await,
+        Command::Image(ImageCommand::Prune(a)) => commands::image::run_prune(a, g).await,
         Command::Image(ImageCommand::Pull(a)) => commands::image::pull(a).await,
         Command::Token(TokenCommand::Create(a)) => commands::token::run(a, g).await,
         Command::Token(TokenCommand::Ls(a)) => commands::token::run_ls(a, g).await,

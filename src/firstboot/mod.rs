@@ -205,6 +205,7 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
         c = join_until_accepted(cfg, &args.config, &machine_id, &creds) => c,
         _ = crate::up::signalled() => return Ok(()),
     };
+    let defaults = crate::worker::images::gc::Policy::default();
     let worker = crate::cli::WorkerArgs {
         join: cfg.master.clone(),
         token: cfg.token.clone(),
@@ -220,6 +221,9 @@ async fn run(args: &RunArgs) -> anyhow::Result<()> {
             registries: "/etc/herd/registries.toml".into(),
             ..Default::default()
         },
+        image_gc_unused_for: defaults.max_unused,
+        image_gc_high_percent: defaults.high_percent,
+        image_gc_low_percent: defaults.low_percent,
     };
     crate::up::worker(&worker).await
 }

@@ -9,6 +9,7 @@ pub mod maintenance;
 pub mod mosquitto;
 pub mod podcidr;
 pub mod podops;
+pub mod registry;
 pub mod scheduler;
 pub mod server;
 pub mod store;
@@ -46,6 +47,12 @@ pub struct MasterConfig {
     pub tls_sans: Vec<String>,
     /// Pod address plan (`--cluster-cidr`): one subnet of it per node.
     pub pod_net: podcidr::Plan,
+    /// `--insecure-registry` hosts (added to registries.toml's).
+    pub insecure_registries: Vec<String>,
+    /// How long a pulled tag is served before upstream is asked again.
+    pub registry_tag_ttl: Duration,
+    /// Never fetch from upstream registries: serve pushed and already cached images only.
+    pub air_gapped: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +80,8 @@ pub enum MasterError {
     AdminConf { path: PathBuf, message: String },
     #[error(transparent)]
     Pki(#[from] crate::pki::PkiError),
+    #[error("image registry: {0}")]
+    Registry(#[from] registry::RegistryError),
 }
 
 /// A started master; dropping it does not stop it, `shutdown` does.
@@ -273,7 +282,6 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
     let mut tasks = vec![
         tokio::spawn(bus.clone().run(eventloop, inbox_tx)),
         tokio::spawn(ingest::run(store.clone(), liveness.clone(), inbox_rx)),
-        tokio::spawn(controllers::scheduling::run(store.clone())),
         tokio::spawn(controllers::desired::run(store.clone(), bus.clone())),
         tokio::spawn(controllers::podnet::run(
             store.clone(),
@@ -315,12 +323,38 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         url_host(&bound, cfg.advertise_address.as_deref()),
         bound.port()
     );
+    let blobs = Arc::new(registry::BlobStore::open(&registry::registry_dir(dir))?);
+    tasks.push(tokio::spawn(registry::gc::run(
+        blobs.clone(),
+        store.clone(),
+    )));
+    let upstreams = registry::config::Registries::load(&dir.join(registry::config::FILE))?
+        .with_insecure(&cfg.insecure_registries);
+    let registry = Arc::new(registry::Registry::new(
+        blobs,
+        if cfg.air_gapped {
+            Arc::new(registry::NoUpstream)
+        } else {
+            registry::upstream(&upstreams)
+        },
+        registry::RegistryOptions {
+            tag_ttl: cfg.registry_tag_ttl,
+        },
+    ));
+    let platforms = controllers::imageplatforms::ImagePlatforms::new(Arc::new(
+        controllers::imageplatforms::RegistrySource(registry.clone()),
+    ));
+    tasks.push(tokio::spawn(controllers::scheduling::run(
+        store.clone(),
+        platforms,
+    )));
     let (stop, mut stop_rx) = watch::channel(false);
     let state = server::AppState {
         store: store.clone(),
         bus,
         broker: endpoint,
         ca_pem: pki.as_ref().map(|p| Arc::from(p.ca_pem.as_str())),
+        registry,
     };
     let server = tokio::spawn(server::serve(listener, state, acceptor, async move {
         let _ = stop_rx.wait_for(|s| *s).await;

@@ -39,6 +39,8 @@ pub struct WorkerConfig {
     /// How pods are networked (`--pod-network`).
     pub pod_network: net::Mode,
     pub pull: PullOptions,
+    /// When unused images are removed from this node.
+    pub image_gc: images::gc::Policy,
 }
 
 /// How the worker gets images it lacks.
@@ -169,6 +171,7 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         let _ = tokio::task::spawn_blocking(move || n.sweep(&keep)).await;
     }
     let (reports_tx, reports_rx) = mpsc::channel(1024);
+    let images_store_for_gc = images.clone();
     let mut manager = Manager::new(
         Env {
             runtime,
@@ -183,6 +186,12 @@ pub async fn run(cfg: WorkerConfig, shutdown: watch::Receiver<bool>) -> Result<(
         reports_tx,
     );
     manager.adopt(plan.resume);
+    tokio::spawn(images::gc::run(
+        images_store_for_gc,
+        dir.join("state"),
+        cfg.image_gc.clone(),
+        shutdown.clone(),
+    ));
     agent::run(
         agent::AgentConfig {
             creds,

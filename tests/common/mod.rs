@@ -81,6 +81,8 @@ pub struct Cluster {
     /// With a topology: the master's (and the CLI's) network namespace, and each worker's.
     pub master_ns: Option<String>,
     pub worker_ns: std::collections::BTreeMap<String, String>,
+    /// The master never pulls through from upstream (see `start_pulling`).
+    pub air_gapped: bool,
 }
 
 /// Reads a child's stdout until `done` accepts a line, bounded by `timeout`; the rest of the
@@ -124,19 +126,28 @@ impl Cluster {
 
     /// With `broker`, the master uses that external broker instead of its embedded one.
     pub fn start_with(worker_labels: &[&[&str]], broker: Option<&str>) -> Cluster {
-        Self::start_opts(worker_labels, broker, None)
+        Self::start_opts(worker_labels, broker, None, false)
+    }
+
+    /// A master that pulls through from upstream registries (the others are `--air-gapped`:
+    /// a test never reaches a registry it did not start). Only for tests whose images all
+    /// come from a registry on 127.0.0.1. Worker entries starting with `--` are worker flags
+    /// (`--platform=linux/arm/v7`), the rest labels.
+    pub fn start_pulling(workers: &[&[&str]]) -> Cluster {
+        Self::start_opts(workers, None, None, true)
     }
 
     /// Master on host "m" of `net`, workers w1, w2, … on hosts of those names.
     pub fn start_in(net: &netns::Topology, workers: usize) -> Cluster {
         let labels: Vec<&[&str]> = vec![&[]; workers];
-        Self::start_opts(&labels, None, Some(net))
+        Self::start_opts(&labels, None, Some(net), false)
     }
 
     fn start_opts(
         worker_labels: &[&[&str]],
         broker: Option<&str>,
         net: Option<&netns::Topology>,
+        upstream: bool,
     ) -> Cluster {
         let tmp = tempfile::Builder::new()
             .prefix("herd-it-")
@@ -161,6 +172,9 @@ impl Cluster {
         .arg(&mdir);
         if let Some(b) = broker {
             cmd.args(["--broker", b]);
+        }
+        if !upstream {
+            cmd.arg("--air-gapped");
         }
         if let Ok(l) = std::env::var("HERD_TEST_MASTER_LOG") {
             cmd.env("RUST_LOG", l);
@@ -201,6 +215,7 @@ impl Cluster {
             image,
             master_ns,
             worker_ns: Default::default(),
+            air_gapped: !upstream,
         };
         if let Some(n) = net {
             for i in 1..=worker_labels.len() {
@@ -261,6 +276,7 @@ impl Cluster {
                 "--data-dir",
             ])
             .arg(&self.master.data_dir)
+            .args(self.air_gapped.then_some("--air-gapped"))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .spawn()
@@ -383,7 +399,11 @@ impl Cluster {
         .args(pod_network_args(self.worker_ns.contains_key(name)))
         .env("HERD_RESTART_BACKOFF_BASE_MS", "300");
         for l in labels {
-            cmd.args(["--node-label", l]);
+            if l.starts_with("--") {
+                cmd.arg(l);
+            } else {
+                cmd.args(["--node-label", l]);
+            }
         }
         let child = cmd
             .stdout(Stdio::null())

@@ -1,7 +1,9 @@
-//! A real OCI registry for tests: Debian's `docker-registry` on 127.0.0.1 with a random port
-//! and its own storage dir, killed and removed on drop. Images go in with `skopeo`; multi-arch
-//! indexes are assembled from per-platform manifests and PUT with curl. The registry's access
-//! log (its stderr) tells how often each blob was served.
+//! A real OCI registry for tests: Debian's `docker-registry` (distribution 2.8) on 127.0.0.1
+//! with a random port and a temp storage dir, its access log captured so a test can count
+//! how often each blob was fetched. Images go in with `skopeo copy`. Dropping it kills the
+//! process and removes its directory.
+
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,62 +12,109 @@ use std::time::{Duration, Instant};
 pub struct Registry {
     child: Child,
     dir: tempfile::TempDir,
-    pub addr: String,
+    pub port: u16,
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().expect("local addr").port()
 }
 
 impl Registry {
+    /// Starts a registry and waits until `GET /v2/` answers (at most 20 s).
     pub fn start() -> Registry {
-        let dir = tempfile::tempdir().expect("registry dir");
+        assert!(
+            Path::new("/usr/bin/docker-registry").exists(),
+            "docker-registry is not installed (scripts/deps installs it)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("herd-registry-{}-", std::process::id()))
+            .tempdir()
+            .expect("tempdir");
         let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n\
-                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .expect("registry config");
-        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("docker-registry")
+        let config = format!(
+            "version: 0.1\n\
+             log:\n  level: info\n  accesslog:\n    disabled: false\n\
+             storage:\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n\
+             http:\n  addr: 127.0.0.1:{port}\n",
+            root = dir.path().join("storage").display()
+        );
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(&cfg, config).expect("write registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log file");
+        let child = Command::new("/usr/bin/docker-registry")
             .arg("serve")
-            .arg(&config)
-            .stdout(log.try_clone().expect("log"))
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
             .stderr(log)
             .spawn()
-            .expect("start docker-registry (apt-get install docker-registry)");
-        let r = Registry { child, dir, addr };
+            .expect("start docker-registry");
+        let r = Registry { child, dir, port };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&r.addr).is_err() {
+        loop {
+            let ok = Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", &format!("{}/v2/", r.url())])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return r;
+            }
             assert!(
                 Instant::now() < deadline,
-                "docker-registry did not listen on {}",
-                r.addr
+                "docker-registry did not start:\n{}",
+                r.log()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(100));
         }
-        r
     }
 
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    /// `127.0.0.1:PORT`, as the first component of image names.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Copies an image into the registry as `NAME` (e.g. `app:1`): `src` is a skopeo source
+    /// such as `docker-archive:/x.tar` or `oci-archive:/x.tar`. Panics with skopeo's output
+    /// when it fails.
+    pub fn push(&self, src: &str, name: &str) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet", "--dest-tls-verify=false", src])
+            .arg(format!("docker://{}/{name}", self.host()))
+            .output()
+            .expect("run skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo copy {src} -> {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Pushes a `docker save` archive.
+    pub fn push_archive(&self, archive: &Path, name: &str) {
+        self.push(&format!("docker-archive:{}", archive.display()), name);
+    }
+
+    /// The registry's log so far (access log lines included).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
-    /// How many GETs of this blob the registry answered (any repository).
+    /// How many `GET` requests for blob `digest` the access log shows (HEADs not counted).
     pub fn blob_gets(&self, digest: &str) -> usize {
+        let needle = format!("/blobs/{digest} ");
         self.log()
             .lines()
-            .filter(|l| l.contains("\"GET /v2/") && l.contains(&format!("/blobs/{digest}")))
+            .filter(|l| l.contains("\"GET ") && l.contains(&needle))
             .count()
     }
 
@@ -74,33 +123,17 @@ impl Registry {
         let hex = digest.trim_start_matches("sha256:");
         self.dir
             .path()
-            .join("data/docker/registry/v2/blobs/sha256")
+            .join("storage/docker/registry/v2/blobs/sha256")
             .join(&hex[..2])
             .join(hex)
             .join("data")
-    }
-
-    /// Copies a `docker save` archive in as `name:tag` (plain HTTP).
-    pub fn push_archive(&self, archive: &Path, name_tag: &str) {
-        let out = Command::new("skopeo")
-            .args(["copy", "--quiet", "--dest-tls-verify=false"])
-            .arg(format!("docker-archive:{}", archive.display()))
-            .arg(format!("docker://{}/{name_tag}", self.addr))
-            .output()
-            .expect("run skopeo");
-        assert!(
-            out.status.success(),
-            "skopeo copy {} → {name_tag}: {}",
-            archive.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
     }
 
     /// Raw manifest bytes of `name:tag`, as stored.
     pub fn manifest(&self, name_tag: &str) -> Vec<u8> {
         let out = Command::new("skopeo")
             .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://{}/{name_tag}", self.addr))
+            .arg(format!("docker://{}/{name_tag}", self.host()))
             .output()
             .expect("run skopeo");
         assert!(
@@ -146,7 +179,7 @@ impl Registry {
             .arg("Content-Type: application/vnd.oci.image.index.v1+json")
             .arg("--data-binary")
             .arg(&index)
-            .arg(format!("http://{}/v2/{name}/manifests/{tag}", self.addr))
+            .arg(format!("http://{}/v2/{name}/manifests/{tag}", self.host()))
             .output()
             .expect("run curl");
         assert!(
@@ -155,6 +188,11 @@ impl Registry {
             String::from_utf8_lossy(&out.stderr)
         );
         sha256(index.as_bytes())
+    }
+
+    /// Storage path of the registry's data.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("storage")
     }
 }
 
@@ -232,4 +270,49 @@ pub fn big_image(dir: &Path, reg: &Registry, name_tag: &str) {
     let tar = dir.join("big.tar");
     std::fs::write(&tar, super::tarball::docker_archive(&refs, name_tag)).expect("big archive");
     reg.push_archive(&tar, name_tag);
+}
+
+/// A busybox root (`/bin/busybox` and the applets a test uses) as a plain layer tar.
+pub fn busybox_layer() -> Vec<u8> {
+    use super::tarball::Entry;
+    let bin = std::fs::read("/bin/busybox").expect("/bin/busybox (busybox-static)");
+    let mut exe = Entry::file("bin/busybox", &bin);
+    exe.mode = 0o755;
+    let mut entries = vec![Entry::dir("bin"), exe];
+    for applet in ["sh", "sleep", "cat", "echo", "ls"] {
+        entries.push(Entry::link(
+            &format!("bin/{applet}"),
+            tar::EntryType::Symlink,
+            "busybox",
+        ));
+    }
+    super::tarball::tar_of(&entries)
+}
+
+/// A runnable image: busybox plus `extra` 16 MiB layers of random data, pushed as `name_tag`.
+pub fn runnable_image(dir: &Path, reg: &Registry, name_tag: &str, extra: u64) {
+    let mut layers = vec![busybox_layer()];
+    for i in 0..extra {
+        layers.push(super::tarball::tar_of(&[
+            super::tarball::Entry::dir("data"),
+            super::tarball::Entry::file(&format!("data/blob{i}"), &noise(i + 11, 16 << 20)),
+        ]));
+    }
+    let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
+    let tar = dir.join(format!("{}.tar", name_tag.replace(['/', ':'], "_")));
+    std::fs::write(&tar, super::tarball::docker_archive(&refs, name_tag)).expect("archive");
+    reg.push_archive(&tar, name_tag);
+}
+
+/// Layer digests of `name_tag`'s manifest.
+pub fn layer_digests(reg: &Registry, name_tag: &str) -> Vec<String> {
+    let m: serde_json::Value = serde_json::from_slice(&reg.manifest(name_tag)).expect("json");
+    m["layers"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|l| l["digest"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

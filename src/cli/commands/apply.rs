@@ -11,13 +11,25 @@ pub async fn run(args: &ApplyArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     // and should be reported even when the server is down.
     let objects = read_manifests(&args.filenames)?;
     let session = Session::open(global)?;
+    let default_ns = session.ns(args.namespace.as_deref());
+    let targets: Vec<super::apply_wait::Target> = objects
+        .iter()
+        .filter_map(|o| {
+            let ns = o.metadata().namespace.as_deref().unwrap_or(&default_ns);
+            super::apply_wait::Target::of(o, ns)
+        })
+        .collect();
     apply(
         &session,
         objects,
         args.namespace.as_deref(),
         &mut std::io::stdout(),
     )
-    .await
+    .await?;
+    if args.wait {
+        super::apply_wait::wait(&session, &targets, args.timeout).await?;
+    }
+    Ok(())
 }
 
 /// Applies each object in order, printing `pod/NAME created|configured|unchanged` (or

@@ -1,12 +1,19 @@
-//! `herd image import|ls`: local operations on this machine's worker image store, no server
-//! involved, so images can be side-loaded onto boards without a registry.
+//! `herd image`: the master's image cache (`push`, `ls`, `prune`, over the API) and this
+//! machine's worker image store (`import`, `ls --local`: no server involved, so images can be
+//! side-loaded onto boards without a master or registry).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::Out;
-use crate::cli::args::{ImageImportArgs, ImageLsArgs, ImagePullArgs};
+use super::{Out, Session};
+use crate::cli::args::{
+    GlobalArgs, ImageImportArgs, ImageLsArgs, ImagePruneArgs, ImagePullArgs, ImagePushArgs,
+    OutputFormat,
+};
 use crate::cli::table;
+use crate::master::registry::gc::Report;
+use crate::master::registry::push::Pushed;
+use crate::master::registry::serve::{ImageView, IMAGES_PATH};
 use crate::worker::images::{Image, ImageStore, ImageSummary};
 
 /// The worker's data dir when `--data-dir` is not given: a standalone worker's, else the
@@ -169,6 +176,136 @@ pub async fn ls(args: &ImageLsArgs) -> anyhow::Result<()> {
     })
     .await??;
     std::io::stdout().write_all(images_table(&list).as_bytes())?;
+    Ok(())
+}
+
+pub async fn run_push(args: &ImagePushArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let session = Session::open(global)?;
+    push(&session, args, &mut std::io::stdout()).await
+}
+
+/// Streams the archive to the master, which verifies every digest before storing anything.
+pub async fn push(s: &Session, args: &ImagePushArgs, out: Out<'_>) -> anyhow::Result<()> {
+    let file = tokio::fs::File::open(&args.file)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.file.display()))?;
+    let len = file.metadata().await.ok().map(|m| m.len());
+    let stream = futures_util::stream::unfold(file, |mut f| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buf = vec![0u8; 256 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+            }
+            Err(e) => Some((Err(e), f)),
+        }
+    });
+    let mut query = Vec::new();
+    if let Some(n) = &args.name {
+        query.push(("name", n.clone()));
+    }
+    let pushed: Vec<Pushed> = s
+        .client
+        .upload(IMAGES_PATH, &query, reqwest::Body::wrap_stream(stream), len)
+        .await
+        .map_err(|e| anyhow::anyhow!("push {}: {e}", args.file.display()))?;
+    for p in pushed {
+        writeln!(out, "pushed {} ({})", p.reference, short_digest(&p.digest))?;
+    }
+    Ok(())
+}
+
+pub async fn run_cache_ls(args: &ImageLsArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let session = Session::open(global)?;
+    cache_ls(&session, args, &mut std::io::stdout()).await
+}
+
+pub async fn cache_ls(s: &Session, args: &ImageLsArgs, out: Out<'_>) -> anyhow::Result<()> {
+    let list: Vec<ImageView> = s.client.get(IMAGES_PATH).await?;
+    match args.output {
+        Some(OutputFormat::Json) => writeln!(out, "{}", serde_json::to_string_pretty(&list)?)?,
+        Some(_) => write!(out, "{}", yaml_serde::to_string(&list)?)?,
+        None => write!(
+            out,
+            "{}",
+            cache_table(&list, chrono::Utc::now().timestamp())
+        )?,
+    }
+    Ok(())
+}
+
+/// `sha256:` and the first 12 hex digits.
+pub fn short_digest(d: &str) -> String {
+    match d.strip_prefix("sha256:") {
+        Some(hex) => format!("sha256:{}", &hex[..hex.len().min(12)]),
+        None => d.to_string(),
+    }
+}
+
+pub fn cache_table(list: &[ImageView], now: i64) -> String {
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|i| {
+            let mut name = i.repository.clone();
+            if i.pushed {
+                name.push_str(" (pushed)");
+            }
+            vec![
+                name,
+                i.tag.clone().unwrap_or_else(|| "<none>".into()),
+                short_digest(&i.digest),
+                i.platforms
+                    .as_ref()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| p.join(","))
+                    .unwrap_or_else(|| "<unknown>".into()),
+                human_size(i.size),
+                format!("{} ago", crate::util::time::human_age(now - i.last_used)),
+            ]
+        })
+        .collect();
+    table::render(
+        &["NAME", "TAG", "DIGEST", "PLATFORMS", "SIZE", "LAST-USED"],
+        &rows,
+    )
+}
+
+pub async fn run_prune(args: &ImagePruneArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let session = Session::open(global)?;
+    prune(&session, args, &mut std::io::stdout()).await
+}
+
+pub async fn prune(s: &Session, args: &ImagePruneArgs, out: Out<'_>) -> anyhow::Result<()> {
+    let mut query = vec![
+        ("all", args.all.to_string()),
+        ("dryRun", args.dry_run.to_string()),
+        ("graceSeconds", args.grace.as_secs().to_string()),
+    ];
+    if let Some(d) = args.unused_for {
+        query.push(("unusedSeconds", d.as_secs().to_string()));
+    }
+    let report: Report = s.client.delete(IMAGES_PATH, &query).await?;
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for i in &report.images {
+        let r = match &i.tag {
+            Some(t) => format!("{}:{t}", i.repo),
+            None => format!("{}@{}", i.repo, i.digest),
+        };
+        writeln!(out, "{verb} image {r}")?;
+    }
+    writeln!(
+        out,
+        "{verb} {} images, {} blobs, {}",
+        report.images.len(),
+        report.blobs.len(),
+        human_size(report.bytes)
+    )?;
     Ok(())
 }
 

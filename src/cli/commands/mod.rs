@@ -3,6 +3,7 @@
 //! server and read what it printed.
 
 pub mod apply;
+pub mod apply_wait;
 pub mod delete;
 pub mod describe;
 pub mod describe_workload;

@@ -5,6 +5,7 @@
 pub mod deployment;
 pub mod desired;
 pub mod gc;
+pub mod imageplatforms;
 pub mod nodelifecycle;
 pub mod nodes;
 pub mod podnet;

@@ -8,8 +8,35 @@ use crate::master::scheduler::{self, Decision};
 use crate::master::store::{Store, StoreError};
 use crate::util::time::now_rfc3339;
 
-/// One pass over every pending pod. Returns how many were bound.
+/// One pass over every pending pod, without image platform constraints.
 pub fn reconcile(store: &Store) -> Result<usize, StoreError> {
+    reconcile_with(store, &|_| Some(None))
+}
+
+/// The platforms a pod's images offer: `Some(None)` no constraint, `Some(Some(list))` that
+/// constraint, `None` not known yet (the pod waits for the next pass).
+pub type PlatformsOf<'a> = dyn Fn(&Pod) -> Option<Option<Vec<String>>> + 'a;
+
+/// Answers for [`reconcile_with`] from the master's image cache.
+pub fn platforms_from(
+    cache: &Arc<super::imageplatforms::ImagePlatforms>,
+) -> impl Fn(&Pod) -> Option<Option<Vec<String>>> + '_ {
+    move |pod: &Pod| {
+        let lookups: Vec<super::imageplatforms::Lookup> = pod
+            .spec
+            .containers
+            .iter()
+            .map(|c| cache.lookup(&c.image))
+            .collect();
+        if lookups.contains(&super::imageplatforms::Lookup::Pending) {
+            return None;
+        }
+        Some(super::imageplatforms::combine(&lookups))
+    }
+}
+
+/// One pass over every pending pod. Returns how many were bound.
+pub fn reconcile_with(store: &Store, platforms_of: &PlatformsOf<'_>) -> Result<usize, StoreError> {
     let nodes: Vec<Node> = store.list(None)?;
     let pods: Vec<Pod> = store.list(None)?;
     // Built once per pass from what the store says now, and told about each bind, so later
@@ -23,7 +50,11 @@ pub fn reconcile(store: &Store) -> Result<usize, StoreError> {
         let now = now_rfc3339();
         let (ns, name) = (pod.metadata.ns().to_string(), pod.metadata.name.clone());
         let _span = tracing::info_span!("pod", pod = %format!("{ns}/{name}")).entered();
-        match snapshot.schedule(pod, None) {
+        let Some(platforms) = platforms_of(pod) else {
+            // Its image is being looked up; the lookup wakes the next pass.
+            continue;
+        };
+        match snapshot.schedule(pod, platforms.as_deref()) {
             Decision::Bind { node } => {
                 let uid = pod.metadata.uid.clone();
                 let res = store.update::<Pod, StoreError>(&ns, &name, |p| {
@@ -82,11 +113,12 @@ pub fn reconcile(store: &Store) -> Result<usize, StoreError> {
     Ok(bound)
 }
 
-pub async fn run(store: Arc<Store>) {
+pub async fn run(store: Arc<Store>, images: Arc<super::imageplatforms::ImagePlatforms>) {
     let mut changes = store.subscribe();
+    let mut resolved = images.subscribe();
     loop {
-        let s = store.clone();
-        match tokio::task::spawn_blocking(move || reconcile(&s)).await {
+        let (s, i) = (store.clone(), images.clone());
+        match tokio::task::spawn_blocking(move || reconcile_with(&s, &platforms_from(&i))).await {
             Ok(Err(e)) => tracing::error!(error = %e, "scheduling pass failed"),
             Err(e) => tracing::error!(error = %e, "scheduling pass panicked"),
             Ok(Ok(_)) => {}
@@ -95,6 +127,7 @@ pub async fn run(store: Arc<Store>) {
         // unschedulable for reasons outside the store (none yet) would otherwise wait forever.
         tokio::select! {
             r = changes.changed() => if r.is_err() { return },
+            r = resolved.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
         }
     }

@@ -54,7 +54,9 @@ fn reason_for(code: StatusCode) -> &'static str {
 pub async fn middleware(req: Request, next: Next) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    if matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+    // An image push streams an archive of any size and type to disk (its own limits apply).
+    let upload = path == crate::master::registry::serve::IMAGES_PATH;
+    if matches!(method, Method::POST | Method::PUT | Method::PATCH) && !upload {
         // A declared length over the limit is refused before the body is read: the client
         // gets the answer instead of "100 Continue" and a connection closed mid-upload.
         let declared = req

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
+
+use crate::master::registry::serve as images;
 use axum::{Extension, Json, Router};
 
 use super::bus::Bus;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub broker: BrokerEndpoint,
     /// The cluster CA (PEM) when serving TLS: served to joining workers, who check its hash.
     pub ca_pem: Option<Arc<str>>,
+    /// The image cache served under `/v2/`.
+    pub registry: Arc<crate::master::registry::Registry>,
 }
 
 /// Where a joining worker fetches the CA certificate (no auth: it is public, and the worker
@@ -204,6 +208,10 @@ pub fn router_with(state: AppState, limiter: Arc<ratelimit::FailureLimiter>) -> 
             get(tokens::list).post(tokens::create),
         )
         .route("/apis/herd.io/v1/tokens/{id}", delete(tokens::revoke))
+        .route(
+            images::IMAGES_PATH,
+            get(images::list).post(images::push).delete(images::prune),
+        )
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), limiter.clone()),
             auth::middleware,
@@ -213,6 +221,11 @@ pub fn router_with(state: AppState, limiter: Arc<ratelimit::FailureLimiter>) -> 
         .route("/healthz", get(|| async { "ok" }))
         .route("/apis/herd.io/v1/join", post(join::join))
         .route(CA_PATH, get(ca_cert))
+        // The registry authenticates on its own (node credentials or API tokens, with the
+        // Basic challenge registry clients expect), so it sits outside the bearer middleware.
+        .route("/v2", any(images::v2))
+        .route("/v2/", any(images::v2))
+        .route("/v2/{*rest}", any(images::v2))
         .merge(authed)
         .fallback(|| async {
             ApiError::new(

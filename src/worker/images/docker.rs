@@ -33,7 +33,7 @@ fn claimed_hex(path: &str) -> Option<String> {
     is_sha256_hex(candidate).then(|| candidate.to_owned())
 }
 
-pub(super) fn docker_images(staged: &StagedArchive) -> Result<Vec<PendingImage>, ImageError> {
+pub(crate) fn docker_images(staged: &StagedArchive) -> Result<Vec<PendingImage>, ImageError> {
     let bytes = staged
         .metadata("manifest.json")?
         .ok_or_else(|| ImageError::MissingEntry {

@@ -18,21 +18,21 @@ use super::store::{sync_dir, ImageRecord, ImageStore, LayerRecord};
 use super::{Image, ImageConfig, ImageError, Platform};
 
 /// One image found in an archive, verified except for its layer diff ids.
-pub(super) struct PendingImage {
-    pub(super) refs: Vec<String>,
-    pub(super) config_file: StagedFile,
-    pub(super) config: ImageConfiguration,
+pub(crate) struct PendingImage {
+    pub(crate) refs: Vec<String>,
+    pub(crate) config_file: StagedFile,
+    pub(crate) config: ImageConfiguration,
     /// The archive's own manifest (OCI); `None` for `docker save`, which has none.
-    pub(super) manifest: Option<StagedFile>,
-    pub(super) layers: Vec<PendingLayer>,
+    pub(crate) manifest: Option<StagedFile>,
+    pub(crate) layers: Vec<PendingLayer>,
 }
 
-pub(super) struct PendingLayer {
+pub(crate) struct PendingLayer {
     /// How errors name the layer: its digest, or its path in a `docker save` archive.
-    pub(super) name: String,
-    pub(super) file: StagedFile,
+    pub(crate) name: String,
+    pub(crate) file: StagedFile,
     /// Lowercase hex diff id from the config.
-    pub(super) diff_id: String,
+    pub(crate) diff_id: String,
 }
 
 impl ImageStore {
@@ -209,7 +209,7 @@ pub(super) fn digest_string(hex: &str) -> String {
 }
 
 /// The config's diff ids as lowercase hex, each checked to be `sha256:<64 hex>`.
-pub(super) fn config_diff_ids(
+pub(crate) fn config_diff_ids(
     config: &ImageConfiguration,
     what: &str,
 ) -> Result<Vec<String>, ImageError> {
@@ -233,7 +233,7 @@ pub(super) fn config_diff_ids(
 /// An OCI manifest for a `docker save` image (which has none), so every stored image is
 /// reachable as manifest → config + layers (what GC will walk). Deterministic: the same
 /// archive always gives the same manifest digest.
-fn synthesise_manifest(
+pub(crate) fn synthesise_manifest(
     config: &StagedFile,
     layers: &[(std::path::PathBuf, String, u64)],
 ) -> Result<Vec<u8>, ImageError> {
@@ -272,7 +272,7 @@ fn sniff_file(path: &Path) -> Result<Compression, ImageError> {
     Ok(Compression::sniff(&head[..n]))
 }
 
-pub(super) fn platform_of(config: &ImageConfiguration) -> Platform {
+pub(crate) fn platform_of(config: &ImageConfiguration) -> Platform {
     Platform {
         os: config.os().to_string(),
         architecture: config.architecture().to_string(),

@@ -14,10 +14,11 @@
 //! `herd image import` runs as its own process next to a running worker, so every change is a
 //! rename of something complete, and the index is changed only under the lock.
 
-mod archive;
-mod digest;
-mod docker;
-mod import;
+pub(crate) mod archive;
+pub(crate) mod digest;
+pub(crate) mod docker;
+pub mod gc;
+pub(crate) mod import;
 #[cfg(test)]
 mod import_tests;
 mod mount;
@@ -28,7 +29,7 @@ pub mod reference;
 mod store;
 #[cfg(test)]
 mod testutil;
-mod unpack;
+pub(crate) mod unpack;
 
 use std::path::PathBuf;
 

@@ -306,7 +306,7 @@ impl ImageStore {
         }
     }
 
-    fn all_records(&self) -> Result<Vec<ImageRecord>, ImageError> {
+    pub(crate) fn all_records(&self) -> Result<Vec<ImageRecord>, ImageError> {
         let dir = self.root.join("images");
         let mut out = Vec::new();
         for entry in fs::read_dir(&dir).map_err(|e| ImageError::io(&dir, e))? {
