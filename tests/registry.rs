@@ -226,6 +226,12 @@ fn a_pushed_image_is_served_with_digests_head_ranges_errors_and_auth() {
         &args(&auth),
     );
     assert_eq!(bad_digest.error_code(), "DIGEST_INVALID");
+    // The harness's master is air-gapped: what is not cached is unknown.
+    let unknown = curl(&c, "/v2/docker.io/library/app/manifests/2", &a);
+    assert_eq!(
+        (unknown.code, unknown.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
 
     // Auth: none → 401 with a Basic challenge; a node's MQTT credentials → 200; an API
     // token as the Basic password → 200; a join token → 403.
@@ -380,7 +386,7 @@ fn curl_url(url: &str, extra: &[&str]) -> Reply {
 #[test]
 fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let reg = Registry::start();
-    let c = Cluster::start(&[]);
+    let c = Cluster::start_pulling(&[]);
     reg.push_archive(&c.image, "app:1");
     let token = admin_token(&c);
     let auth = bearer(&token);
@@ -389,7 +395,10 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     a.extend(args(&acc));
 
     // The master serves upstream's manifest byte for byte, with its media type and digest.
-    let upstream = curl_url(&format!("{}/v2/app/manifests/1", reg.url()), &args(&acc));
+    let upstream = curl_url(
+        &format!("http://{}/v2/app/manifests/1", reg.host()),
+        &args(&acc),
+    );
     assert_eq!(upstream.code, 200);
     let path = format!("/v2/{}/app/manifests/1", reg.host());
     let m = curl(&c, &path, &a);
@@ -413,7 +422,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let host = master_host(&c);
     let creds = format!("x:{token}");
     // Standard clients cannot put `:` in a path: the port is written `_PORT`.
-    let src = format!("docker://{host}/127.0.0.1_{}/app:1", reg.port);
+    let src = format!("docker://{host}/{}/app:1", reg.host().replace(':', "_"));
     let pulls: Vec<_> = (0..2)
         .map(|i| {
             let (src, creds) = (src.clone(), creds.clone());
@@ -451,7 +460,9 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
     let unknown_tag = curl(&c, &format!("/v2/{}/app/manifests/nope", reg.host()), &a);
     assert_eq!(
         (unknown_tag.code, unknown_tag.error_code().as_str()),
-        (404, "MANIFEST_UNKNOWN")
+        (404, "MANIFEST_UNKNOWN"),
+        "{}",
+        String::from_utf8_lossy(&unknown_tag.body)
     );
     let unknown_repo = curl(&c, &format!("/v2/{}/nothing/manifests/1", reg.host()), &a);
     assert_eq!(
@@ -471,13 +482,32 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
         (404, "BLOB_UNKNOWN")
     );
 
-    // The cache lists it with its platform.
+    // A multi-platform index is served as is, and the cache tells its platforms.
+    let index = reg.push_index(
+        "app",
+        "multi",
+        &[("1", "linux/amd64"), ("1", "linux/arm/v7")],
+    );
+    let im = curl(&c, &format!("/v2/{}/app/manifests/multi", reg.host()), &a);
+    assert_eq!(im.code, 200);
+    assert_eq!(
+        im.header("content-type").as_deref(),
+        Some("application/vnd.oci.image.index.v1+json")
+    );
+    assert_eq!(im.header("docker-content-digest"), Some(index));
+
+    // The cache lists both, with their platforms.
     let (ok, ls, err) = c.herd(&["image", "ls"], None);
     assert!(ok, "{err}");
     assert!(
         ls.contains(&format!("{}/app", reg.host())) && ls.contains("linux/"),
         "{ls}"
     );
+    let multi = ls
+        .lines()
+        .find(|l| l.contains(" multi "))
+        .unwrap_or_default();
+    assert!(multi.contains("linux/amd64,linux/arm/v7"), "{ls}");
 
     // Upstream gone: the cached tag and blobs still serve.
     drop(reg);
@@ -504,7 +534,7 @@ fn two_clients_pulling_through_the_master_fetch_each_blob_upstream_once() {
 fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     use common::tarball::docker_archive;
     let reg = Registry::start();
-    let c = Cluster::start(&[]);
+    let c = Cluster::start_pulling(&[]);
     // Incompressible content, so a recompressing client cannot make it small.
     let mut data = vec![0u8; 50 << 20];
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -519,7 +549,10 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     std::fs::write(&archive, docker_archive(&[&layer], "big:1")).unwrap();
     reg.push_archive(&archive, "big:1");
     let acc = manifest_accept();
-    let up = curl_url(&format!("{}/v2/big/manifests/1", reg.url()), &args(&acc));
+    let up = curl_url(
+        &format!("http://{}/v2/big/manifests/1", reg.host()),
+        &args(&acc),
+    );
     let manifest: serde_json::Value = serde_json::from_slice(&up.body).unwrap();
     let digest = manifest["layers"][0]["digest"]
         .as_str()
@@ -547,8 +580,17 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
     };
     let mut master_args = c.curl_ca();
     master_args.extend(bearer(&token));
-    let direct = format!("{}/v2/big/blobs/{digest}", reg.url());
+    let direct = format!("http://{}/v2/big/blobs/{digest}", reg.host());
     let cached = format!("{}/v2/{}/big/blobs/{digest}", c.api_url, reg.host());
+    // A client reads the manifest first; it tells the cache the blob's size.
+    let mut with_accept = master_args.clone();
+    with_accept.extend(acc.clone());
+    let m = curl(
+        &c,
+        &format!("/v2/{}/big/manifests/1", reg.host()),
+        &args(&with_accept),
+    );
+    assert_eq!(m.code, 200);
     let fill = speed(&cached, master_args.clone());
     let mut up_runs = Vec::new();
     let mut cache_runs = Vec::new();
@@ -564,4 +606,72 @@ fn throughput_of_a_50mb_blob_from_the_cache_vs_docker_registry() {
         4,
         "the master fetched it once, curl 3 times"
     );
+}
+
+fn pod(name: &str, image: &str) -> String {
+    format!(
+        "apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+spec:
+  containers:
+  - name: main
+    image: {image}
+    command: [\"sh\", \"-c\", \"sleep 600\"]
+"
+    )
+}
+
+fn running(c: &Cluster, name: &str) -> Option<()> {
+    (c.pod(name)?["status"]["phase"].as_str()? == "Running").then_some(())
+}
+
+/// The whole path: pods on a worker whose store lacks their images start from an image
+/// pushed to the master (no registry anywhere) and from one the master pulls through from a
+/// registry, each blob fetched upstream once.
+#[test]
+fn workers_run_pushed_and_pulled_through_images_from_the_master() {
+    let reg = Registry::start();
+    let c = Cluster::start_pulling(&[&[]]);
+    c.wait_nodes_ready();
+    let (ok, out, err) = c.herd(
+        &[
+            "image",
+            "push",
+            &c.image.to_string_lossy(),
+            "--name",
+            "pushed/app:1",
+        ],
+        None,
+    );
+    assert!(ok, "push: {out} {err}");
+    reg.push_archive(&c.image, "app:1");
+    let (ok, out, err) = c.herd(
+        &["apply", "-f", "-"],
+        Some(&pod("from-push", "pushed/app:1")),
+    );
+    assert!(ok, "{out} {err}");
+    let upstream_image = format!("{}/app:1", reg.host());
+    let (ok, out, err) = c.herd(
+        &["apply", "-f", "-"],
+        Some(&pod("from-upstream", &upstream_image)),
+    );
+    assert!(ok, "{out} {err}");
+    c.wait("pods Running", std::time::Duration::from_secs(90), || {
+        running(&c, "from-push")?;
+        running(&c, "from-upstream")
+    });
+    let manifest: serde_json::Value = serde_json::from_slice(&reg.manifest("app:1")).unwrap();
+    for l in manifest["layers"].as_array().unwrap() {
+        let d = l["digest"].as_str().unwrap();
+        assert_eq!(reg.blob_gets(d), 1, "layer {d} fetched upstream once");
+    }
+    let (ok, ls, _) = c.herd(&["image", "ls"], None);
+    assert!(ok);
+    assert!(
+        ls.contains("docker.io/pushed/app") && ls.contains(&format!("{}/app", reg.host())),
+        "{ls}"
+    );
+    // The cluster's drop removes the pods and containers.
 }

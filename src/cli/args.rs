@@ -230,7 +230,7 @@ pub struct LifecycleArgs {
 pub struct RegistryArgs {
     /// Reach this upstream registry over plain HTTP (repeatable; 127.0.0.0/8 always is).
     /// More, and credentials: <data dir>/registries.toml
-    #[arg(long = "insecure-registry", value_name = "HOST:PORT", value_parser = parse_registry_host)]
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
     /// Serve a pulled tag from the cache this long before asking upstream again (digests never
     /// expire)
@@ -240,10 +240,6 @@ pub struct RegistryArgs {
     /// `herd image push` or already cached (fleets without internet access)
     #[arg(long)]
     pub air_gapped: bool,
-}
-
-fn parse_registry_host(s: &str) -> Result<String, String> {
-    crate::master::registry::config::check_host(s).map(|()| s.to_string())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -552,6 +548,7 @@ Credentials for upstream registries: <master data dir>/registries.toml (mode 060
   herd image ls                             what the master's cache holds
   herd image prune --unused-for 30d         drop images nothing uses, then orphaned blobs
   herd image import app.tar --data-dir D    side-load into this machine's worker (no master)
+  herd image pull busybox                   pull into this machine's worker (via the master)
   herd image ls --local                     what this machine's worker holds
 
 Any registry client can pull from the master (an API token as password, or a node's

@@ -328,8 +328,8 @@ pub async fn start(cfg: MasterConfig) -> Result<RunningMaster, MasterError> {
         blobs.clone(),
         store.clone(),
     )));
-    let upstreams = registry::config::Registries::load(&dir.join(registry::config::FILE))?
-        .with_insecure(&cfg.insecure_registries);
+    let upstreams =
+        registry::config::load(&dir.join(registry::config::FILE), &cfg.insecure_registries)?;
     let registry = Arc::new(registry::Registry::new(
         blobs,
         if cfg.air_gapped {

@@ -94,17 +94,20 @@ pub trait Upstream: Send + Sync {
         reference: &'a crate::worker::images::Reference,
     ) -> BoxFut<'a, Result<Fetched, UpstreamError>>;
 
-    /// Streams blob `digest` of the repository of `repo` into `dest` (created, complete when
-    /// this returns Ok; verification is the caller's too). Returns its size.
+    /// Streams blob `digest` (of `size` bytes, as a manifest's descriptor says) of the
+    /// repository of `repo` into `dest` (complete when this returns Ok; verification is the
+    /// caller's too). Returns its size.
     fn blob<'a>(
         &'a self,
         repo: &'a crate::worker::images::Reference,
         digest: &'a str,
+        size: u64,
         dest: &'a Path,
     ) -> BoxFut<'a, Result<u64, UpstreamError>>;
 }
 
-/// An upstream that has nothing (a master configured without pull-through, and tests).
+/// An upstream that has nothing (an `--air-gapped` master): what is not cached is unknown
+/// (404), and a cached tag is served as it is.
 pub struct NoUpstream;
 
 impl Upstream for NoUpstream {
@@ -113,9 +116,9 @@ impl Upstream for NoUpstream {
         reference: &'a crate::worker::images::Reference,
     ) -> BoxFut<'a, Result<Fetched, UpstreamError>> {
         Box::pin(async move {
-            Err(UpstreamError::Unreachable {
+            Err(UpstreamError::NotFound {
                 registry: reference.domain().to_string(),
-                reason: "pull-through is disabled".into(),
+                what: format!("{reference}: not cached, and this master is air-gapped"),
             })
         })
     }
@@ -124,20 +127,24 @@ impl Upstream for NoUpstream {
         &'a self,
         repo: &'a crate::worker::images::Reference,
         _digest: &'a str,
+        _size: u64,
         _dest: &'a Path,
     ) -> BoxFut<'a, Result<u64, UpstreamError>> {
         Box::pin(async move {
-            Err(UpstreamError::Unreachable {
+            Err(UpstreamError::NotFound {
                 registry: repo.domain().to_string(),
-                reason: "pull-through is disabled".into(),
+                what: format!(
+                    "{}: blob not cached, and this master is air-gapped",
+                    repo.repository()
+                ),
             })
         })
     }
 }
 
 /// The upstream side for the configured registries.
-pub fn upstream(settings: &config::Registries) -> Arc<dyn Upstream> {
-    Arc::new(upstream::HttpUpstream::new(settings))
+pub fn upstream(settings: &crate::oci::RegistrySettings) -> Arc<dyn Upstream> {
+    Arc::new(upstream::PullerUpstream::new(settings.clone()))
 }
 
 /// Unix seconds now.

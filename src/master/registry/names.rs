@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn bad_paths_get_registry_error_codes() {
-        assert_eq!(parse("a/tags/list").unwrap_err().code, "UNSUPPORTED");
+        assert_eq!(parse("a/referrers/x").unwrap_err().code, "UNSUPPORTED");
         assert_eq!(
             parse("a/blobs/sha256:xyz").unwrap_err().code,
             "DIGEST_INVALID"

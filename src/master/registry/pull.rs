@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::store::{sha256_digest, BlobStore};
-use super::{unix_now, RegistryError, Upstream, DEFAULT_TAG_TTL};
+use super::{unix_now, RegistryError, Upstream, UpstreamError, DEFAULT_TAG_TTL};
 use crate::worker::images::Reference;
 
 #[derive(Debug, Clone)]
@@ -284,9 +284,20 @@ impl Registry {
             if path.is_file() {
                 return Ok(path.clone());
             }
+            // The puller needs the size (it verifies it): a cached manifest's descriptor
+            // gives it. Clients fetch the manifest (through here) before its blobs.
+            let (store, d) = (self.store.clone(), digest.to_string());
+            let Some(want) = blocking(move || store.descriptor_size(&d)).await? else {
+                return Err(RegistryError::Upstream(UpstreamError::NotFound {
+                    registry: repo.domain().to_string(),
+                    what: format!(
+                        "blob {digest}: not cached, and no cached manifest names it (fetch its manifest through this registry first)"
+                    ),
+                }));
+            };
             let tmp = self.store.tmp_path("fetch");
             let started = std::time::Instant::now();
-            let fetched = self.upstream.blob(repo, digest, &tmp).await;
+            let fetched = self.upstream.blob(repo, digest, want, &tmp).await;
             let size = match fetched {
                 Ok(n) => n,
                 Err(e) => {
@@ -358,6 +369,7 @@ mod tests {
             &'a self,
             r: &'a Reference,
             digest: &'a str,
+            _size: u64,
             dest: &'a Path,
         ) -> BoxFut<'a, Result<u64, UpstreamError>> {
             Box::pin(async move {
@@ -378,6 +390,27 @@ mod tests {
                 Ok(data.len() as u64)
             })
         }
+    }
+
+    /// Caches a manifest naming `digest` (blob fetches need the size it gives).
+    fn name_blob(reg: &Registry, repo: &str, digest: &str, size: usize) {
+        let m = format!(r#"{{"layers":[{{"digest":"{digest}","size":{size}}}]}}"#);
+        reg.store()
+            .put_manifest(repo, Some("1"), m.as_bytes(), "m", false, 0)
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_blob_no_cached_manifest_names_is_unknown() {
+        let up = Arc::new(FakeUpstream::default());
+        let (_dir, reg) = registry(up.clone(), 300);
+        let repo = Reference::parse("x.io/app").unwrap();
+        let err = reg.blob(&repo, &sha256_digest(b"x")).await.unwrap_err();
+        assert!(
+            matches!(err, RegistryError::Upstream(UpstreamError::NotFound { .. })),
+            "{err}"
+        );
+        assert_eq!(up.blob_calls.load(Ordering::SeqCst), 0);
     }
 
     fn registry(up: Arc<FakeUpstream>, ttl: u64) -> (tempfile::TempDir, Registry) {
@@ -402,6 +435,7 @@ mod tests {
             ..Default::default()
         });
         let (_dir, reg) = registry(up.clone(), 300);
+        name_blob(&reg, "127.0.0.1:5000/app", &digest, data.len());
         let reg = Arc::new(reg);
         let repo = Reference::parse("127.0.0.1:5000/app").unwrap();
         let tasks: Vec<_> = (0..8)
@@ -427,6 +461,7 @@ mod tests {
             ..Default::default()
         });
         let (_dir, reg) = registry(up, 300);
+        name_blob(&reg, "x.io/app", &digest, 4);
         let repo = Reference::parse("x.io/app").unwrap();
         let err = reg.blob(&repo, &digest).await.unwrap_err();
         assert!(matches!(err, RegistryError::DigestMismatch { .. }), "{err}");

@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS tags (
     last_used INTEGER NOT NULL,
     PRIMARY KEY (repo, tag)
 );
+CREATE TABLE IF NOT EXISTS sizes (
+    digest TEXT PRIMARY KEY,
+    size INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS pins (
     repo TEXT NOT NULL,
     digest TEXT NOT NULL,
@@ -114,6 +118,38 @@ pub fn file_digest(path: &Path) -> io::Result<(String, u64)> {
         format!("sha256:{}", hex::encode(hasher.finalize())),
         n_total,
     ))
+}
+
+/// (digest, size) of every descriptor a manifest or index names: its config, layers and
+/// child manifests.
+fn descriptors(bytes: &[u8]) -> Vec<(String, u64)> {
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+        return Vec::new();
+    };
+    let one = |v: &serde_json::Value| {
+        Some((
+            v.get("digest")?.as_str()?.to_string(),
+            v.get("size")?.as_u64()?,
+        ))
+    };
+    let mut out: Vec<(String, u64)> = doc.get("config").and_then(one).into_iter().collect();
+    for key in ["layers", "manifests"] {
+        if let Some(list) = doc.get(key).and_then(|l| l.as_array()) {
+            out.extend(list.iter().filter_map(one));
+        }
+    }
+    out.retain(|(d, _)| digest_hex(d).is_some());
+    out
+}
+
+fn record_sizes(tx: &rusqlite::Transaction<'_>, bytes: &[u8]) -> Result<(), RegistryError> {
+    for (d, size) in descriptors(bytes) {
+        tx.execute(
+            "INSERT INTO sizes (digest, size) VALUES (?1, ?2) ON CONFLICT(digest) DO NOTHING",
+            params![d, size as i64],
+        )?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -317,6 +353,7 @@ impl BlobStore {
              ON CONFLICT(digest) DO UPDATE SET media_type = excluded.media_type",
             params![digest, media_type, bytes.len() as i64],
         )?;
+        record_sizes(&tx, bytes)?;
         match tag {
             Some(tag) => {
                 tx.execute(
@@ -368,6 +405,19 @@ impl BlobStore {
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The size a cached manifest's descriptor gives for `digest`.
+    pub fn descriptor_size(&self, digest: &str) -> Result<Option<u64>, RegistryError> {
+        Ok(self
+            .db()
+            .query_row(
+                "SELECT size FROM sizes WHERE digest = ?1",
+                params![digest],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|n| n as u64))
     }
 
     /// Records that upstream confirmed `repo:tag` still points where it did.
@@ -492,8 +542,11 @@ impl BlobStore {
 
     /// Deletes a blob and its manifest row, if it is one.
     pub fn remove_blob(&self, digest: &str) -> Result<(), RegistryError> {
-        self.db()
-            .execute("DELETE FROM manifests WHERE digest = ?1", params![digest])?;
+        {
+            let db = self.db();
+            db.execute("DELETE FROM manifests WHERE digest = ?1", params![digest])?;
+            db.execute("DELETE FROM sizes WHERE digest = ?1", params![digest])?;
+        }
         if let Some(path) = self.blob_path(digest) {
             match fs::remove_file(&path) {
                 Ok(()) => {}
