@@ -296,6 +296,36 @@ spec:
         (p["status"]["phase"] == "Succeeded").then_some(())
     });
 
+    // A pod reaching its own hostPort through the node's address (hairpin).
+    apply(
+        &c,
+        &format!(
+            "apiVersion: v1
+kind: Pod
+metadata:
+  name: selfie
+spec:
+  nodeName: w1
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: server
+    image: busybox
+    command: [\"sh\", \"-c\", \"mkdir -p /www && echo self-hairpin > /www/index.html && exec httpd -f -p 8081 -h /www\"]
+    ports:
+    - {{containerPort: 8081, hostPort: 30081}}
+  - name: client
+    image: busybox
+    command: [\"sh\", \"-c\", \"for i in $(seq 40); do {GET} {node} 30081 | grep self-hairpin && exec sleep 600; sleep 0.25; done; exit 1\"]
+",
+            node = net.ip("w1")
+        ),
+    );
+    c.wait("a pod reached itself through its hostPort", T, || {
+        let (_, logs, _) = c.herd(&["logs", "selfie", "-c", "client"], None);
+        logs.contains("self-hairpin").then_some(())
+    });
+    assert!(c.herd(&["delete", "pod", "selfie"], None).0);
+
     c.restart_worker("w1");
     c.wait("w1 back", T, || c.node_ready("w1").filter(|r| *r));
     // Let the new agent adopt and report.

@@ -32,6 +32,15 @@ pub fn ruleset(pod_cidr: Ipv4Cidr, cluster: Ipv4Cidr, ports: &[HostPort]) -> Str
     let mut dnat = String::new();
     let mut sorted = ports.to_vec();
     sorted.sort();
+    // A pod reaching its own hostPort through the node's address comes back to itself:
+    // masquerade exactly that (src = dst = the pod), so replies return through the node.
+    let mut hairpin = String::new();
+    let mut pods: Vec<Ipv4Addr> = sorted.iter().map(|p| p.pod_ip).collect();
+    pods.sort();
+    pods.dedup();
+    for ip in pods {
+        hairpin.push_str(&format!("\t\tip saddr {ip} ip daddr {ip} masquerade\n"));
+    }
     for p in &sorted {
         dnat.push_str(&format!(
             "\t\tfib daddr type local {} dport {} dnat to {}:{}\n",
@@ -48,8 +57,7 @@ pub fn ruleset(pod_cidr: Ipv4Cidr, cluster: Ipv4Cidr, ports: &[HostPort]) -> Str
          \tchain prerouting {{\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n{dnat}\t}}\n\
          \tchain output {{\n\t\ttype nat hook output priority -100; policy accept;\n{dnat}\t}}\n\
          \tchain postrouting {{\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n\
-         \t\tip saddr {pod_cidr} ip daddr != {cluster} masquerade\n\
-         \t\tip saddr {pod_cidr} ct status dnat ip daddr {pod_cidr} masquerade\n\
+         \t\tip saddr {pod_cidr} ip daddr != {cluster} masquerade\n{hairpin}\
          \t}}\n}}\n"
     )
 }
@@ -101,5 +109,7 @@ mod tests {
             2
         );
         assert!(t.contains("type nat hook output priority -100;"));
+        assert!(t.contains("ip saddr 10.88.1.5 ip daddr 10.88.1.5 masquerade\n"));
+        assert_eq!(t.matches(" masquerade\n").count(), 3);
     }
 }

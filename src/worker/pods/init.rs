@@ -88,8 +88,7 @@ pub async fn run_all<R: Runtime>(
     for (i, spec) in inits.iter().enumerate() {
         let mut backoff = Backoff::new(env.backoff_base);
         let mut attempt = 0u32;
-        let mut pulled_before = false;
-        let mut pull_failures = 0u32;
+        let (mut pulled_before, mut pull_failures) = (false, 0u32);
         loop {
             if stop.borrow().is_some() {
                 return Outcome::Stopped;
@@ -111,30 +110,32 @@ pub async fn run_all<R: Runtime>(
                     continue;
                 }
             };
-            // Pulled like an app container's image; its progress is not shown (nobody
-            // reads this channel).
-            let (progress, _) = mpsc::channel(1);
+            // Pulled like an app container's image (imagePullPolicy and all); the pull's
+            // progress updates are not shown for init containers.
+            let (progress, mut drain) = mpsc::channel(8);
+            let drained = tokio::spawn(async move { while drain.recv().await.is_some() {} });
             let mut cs = status.init_container_statuses[i].clone();
-            let image =
-                match super::image::ensure(env, spec, &mut pulled_before, &mut cs, &progress, i)
-                    .await
-                {
-                    Ok(img) => {
-                        pull_failures = 0;
-                        img
+            let got =
+                super::image::ensure(env, spec, &mut pulled_before, &mut cs, &progress, i).await;
+            drop(progress);
+            let _ = drained.await;
+            let image = match got {
+                Ok(img) => {
+                    pull_failures = 0;
+                    img
+                }
+                Err(na) => {
+                    status.init_container_statuses[i].state =
+                        container::waiting(na.reason, na.message);
+                    report(reports, pod, status).await;
+                    let delay = super::image::pull_backoff(pull_failures);
+                    pull_failures += 1;
+                    if container::wait_or_stop(stop, delay).await {
+                        return Outcome::Stopped;
                     }
-                    Err(na) => {
-                        status.init_container_statuses[i].state =
-                            container::waiting(na.reason, na.message);
-                        report(reports, pod, status).await;
-                        let delay = super::image::pull_backoff(pull_failures);
-                        pull_failures += 1;
-                        if container::wait_or_stop(stop, delay).await {
-                            return Outcome::Stopped;
-                        }
-                        continue;
-                    }
-                };
+                    continue;
+                }
+            };
             attempt += 1;
             let (id, dir) = container::attempt_paths(env, uid, &spec.name, attempt);
             let started =
