@@ -133,6 +133,9 @@ enum Carried {
 /// Runs one container until `stop` carries a grace period; then terminates it within it.
 /// With `resume`, continues where a previous agent left the container (see `adopt`): the
 /// same attempt, container id, log file and restart count.
+// Each argument is one independent input of the container task (the pod's shared volumes and
+// sandbox among them); a struct would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn run<R: Runtime>(
     env: Arc<Env<R>>,
     pod: Pod,
