@@ -12,6 +12,20 @@ impl RawTar {
     }
 
     pub(crate) fn entry(&mut self, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
+        let mode = if kind.is_dir() { 0o755 } else { 0o644 };
+        self.entry_owned(name, kind, link, data, mode, (0, 0));
+    }
+
+    /// An entry with its mode and owner given (setuid binaries, files of other users).
+    pub(crate) fn entry_owned(
+        &mut self,
+        name: &str,
+        kind: tar::EntryType,
+        link: &str,
+        data: &[u8],
+        mode: u32,
+        (uid, gid): (u64, u64),
+    ) {
         let mut h = tar::Header::new_gnu();
         {
             let old = h.as_old_mut();
@@ -20,9 +34,9 @@ impl RawTar {
         }
         h.set_entry_type(kind);
         h.set_size(data.len() as u64);
-        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
-        h.set_uid(0);
-        h.set_gid(0);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
         h.set_mtime(1);
         h.set_cksum();
         self.0.extend_from_slice(h.as_bytes());

@@ -533,6 +533,46 @@ mod tests {
     }
 
     #[test]
+    fn setuid_and_setgid_bits_and_owners_survive_unpacking() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = RawTar::new();
+        t.dir("bin/");
+        t.entry_owned("bin/su", tar::EntryType::Regular, "", b"x", 0o4755, (0, 0));
+        t.entry_owned(
+            "bin/wall",
+            tar::EntryType::Regular,
+            "",
+            b"y",
+            0o2755,
+            (0, 5),
+        );
+        t.entry_owned("home/", tar::EntryType::Directory, "", b"", 0o1777, (0, 0));
+        t.entry_owned(
+            "home/me",
+            tar::EntryType::Regular,
+            "",
+            b"z",
+            0o4700,
+            (1000, 1000),
+        );
+        let bytes = t.finish();
+        unpack_stream(&bytes[..], "test", dir.path(), &limits()).unwrap();
+        let meta = |p: &str| fs::symlink_metadata(dir.path().join(p)).unwrap();
+        assert_eq!(meta("bin/su").mode() & 0o7777, 0o4755);
+        assert_eq!(
+            (meta("bin/wall").mode() & 0o7777, meta("bin/wall").gid()),
+            (0o2755, 5)
+        );
+        assert_eq!(meta("home").mode() & 0o7777, 0o1777);
+        // chown would clear setuid if it came after the mode: owner first, then mode.
+        let me = meta("home/me");
+        assert_eq!(
+            (me.uid(), me.gid(), me.mode() & 0o7777),
+            (1000, 1000, 0o4700)
+        );
+    }
+
+    #[test]
     fn device_nodes_are_refused_but_fifos_and_the_whiteout_form_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let layer = |kind: tar::EntryType, major: u32, minor: u32| {
