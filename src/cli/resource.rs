@@ -41,6 +41,28 @@ fn keep_meta(m: &mut ObjectMeta, live: &ObjectMeta) {
     }
 }
 
+/// Kinds whose server-owned fields are only metadata (and, with `keep_status`, the status).
+macro_rules! plain_resource {
+    ($t:ty, $kind:ident $(, $keep_status:ident)?) => {
+        impl Resource for $t {
+            const KIND: Kind = Kind::$kind;
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+            fn meta_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.metadata
+            }
+            fn keep_server_fields(&mut self, live: &Self) {
+                keep_meta(&mut self.metadata, &live.metadata);
+                $(plain_resource!(@$keep_status self, live);)?
+            }
+        }
+    };
+    (@keep_status $me:ident, $live:ident) => {
+        $me.status = $live.status.clone();
+    };
+}
+
 impl Resource for Pod {
     const KIND: Kind = Kind::Pod;
     fn meta(&self) -> &ObjectMeta {
@@ -99,18 +121,7 @@ impl Resource for ReplicaSet {
     }
 }
 
-impl Resource for crate::api::secret::Secret {
-    const KIND: Kind = Kind::Secret;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn keep_server_fields(&mut self, live: &Self) {
-        keep_meta(&mut self.metadata, &live.metadata);
-    }
-}
+plain_resource!(crate::api::secret::Secret, Secret);
 
 impl Resource for crate::api::service::Service {
     const KIND: Kind = Kind::Service;
@@ -144,73 +155,15 @@ impl Resource for crate::api::service::Service {
     }
 }
 
-impl Resource for crate::api::service::Endpoints {
-    const KIND: Kind = Kind::Endpoints;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn keep_server_fields(&mut self, live: &Self) {
-        keep_meta(&mut self.metadata, &live.metadata);
-    }
-}
+plain_resource!(crate::api::service::Endpoints, Endpoints);
 
-impl Resource for crate::api::ingress::Ingress {
-    const KIND: Kind = Kind::Ingress;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn keep_server_fields(&mut self, live: &Self) {
-        keep_meta(&mut self.metadata, &live.metadata);
-        self.status = live.status.clone();
-    }
-}
+plain_resource!(crate::api::ingress::Ingress, Ingress, keep_status);
 
-impl Resource for crate::api::configmap::ConfigMap {
-    const KIND: Kind = Kind::ConfigMap;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn keep_server_fields(&mut self, live: &Self) {
-        keep_meta(&mut self.metadata, &live.metadata);
-    }
-}
+plain_resource!(crate::api::configmap::ConfigMap, ConfigMap);
 
-impl Resource for crate::api::pvc::PersistentVolumeClaim {
-    const KIND: Kind = Kind::PersistentVolumeClaim;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn keep_server_fields(&mut self, live: &Self) {
-        keep_meta(&mut self.metadata, &live.metadata);
-        self.status = live.status.clone();
-    }
-}
+plain_resource!(crate::api::pvc::PersistentVolumeClaim, PersistentVolumeClaim, keep_status);
 
-impl Resource for Node {
-    const KIND: Kind = Kind::Node;
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-    fn keep_server_fields(&mut self, live: &Self) {
-        keep_meta(&mut self.metadata, &live.metadata);
-        self.status = live.status.clone();
-    }
-}
+plain_resource!(Node, Node, keep_status);
 
 #[cfg(test)]
 mod tests {
