@@ -146,7 +146,9 @@ impl Master {
             &format!("127.0.0.1:{}", self.mqtt_port),
             "--data-dir",
         ])
-        .arg(&self.data_dir);
+        .arg(&self.data_dir)
+        // Pods name images the master would otherwise look up upstream for scheduling.
+        .arg("--air-gapped");
         if let Some(b) = &self.broker {
             cmd.args(["--broker", b]);
         }

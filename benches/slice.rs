@@ -799,6 +799,8 @@ fn main() {
             // Container start is measured here; the host's network stays untouched.
             "--pod-network",
             "none",
+            // Never reach a registry: the image is imported, traffic stays on loopback.
+            "--air-gapped",
         ],
         &up_log,
         Some(up_dir.join("worker")),
@@ -872,6 +874,7 @@ fn main() {
             "127.0.0.1:0",
             "--data-dir",
             mdir.to_str().expect("utf-8"),
+            "--air-gapped",
         ],
         &idle_dir.join("master.log"),
         None,

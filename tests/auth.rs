@@ -345,6 +345,8 @@ fn start_master(dir: &Path, log: &Path) -> std::process::Child {
             "--data-dir",
         ])
         .arg(dir)
+        // No test reaches a registry it did not start.
+        .arg("--air-gapped")
         .stdout(Stdio::piped())
         .stderr(Stdio::from(std::fs::File::create(log).unwrap()))
         .spawn()
