@@ -4,7 +4,8 @@
 //! the same run, alternating, median of `HERD_PULL_N` rounds (default 5).
 //!
 //! Prints herd's download phase and whole pull next to skopeo's copy, their ratio (target
-//! ≤ 1.2×), and unpack throughput. Then two workers' stores pull the image through a master's
+//! ≤ 1.2×), the like-for-like whole pull (`skopeo copy` to an OCI layout plus `umoci unpack`),
+//! and unpack throughput. Then two workers' stores pull the image through a master's
 //! cache: the first makes the master fetch each blob from the registry once, the second is
 //! served entirely from the cache (registry blob GETs and bytes counted from its access log).
 //! No asserts.
@@ -45,6 +46,8 @@ fn main() {
     let image = format!("{}/big:1", reg.host());
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let (mut herd_total, mut herd_download, mut skopeo) = (Vec::new(), Vec::new(), Vec::new());
+    // Like for like with herd's whole pull: download into an OCI layout, then unpack.
+    let mut skopeo_umoci = Vec::new();
     let mut bytes = 0u64;
     let mut unpacked = 0u64;
     for round in 0..n {
@@ -60,6 +63,28 @@ fn main() {
         assert!(st.success(), "skopeo copy failed");
         skopeo.push(t.elapsed());
         let _ = std::fs::remove_dir_all(&dest);
+
+        let layout = tmp.path().join(format!("oci-{round}"));
+        let bundle = tmp.path().join(format!("bundle-{round}"));
+        let t = Instant::now();
+        let st = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(format!("docker://{image}"))
+            .arg(format!("oci:{}:big", layout.display()))
+            .status()
+            .expect("skopeo");
+        assert!(st.success(), "skopeo copy to an OCI layout failed");
+        let st = std::process::Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:big", layout.display()))
+            .arg(&bundle)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .expect("umoci");
+        assert!(st.success(), "umoci unpack failed");
+        skopeo_umoci.push(t.elapsed());
+        let _ = std::fs::remove_dir_all(&layout);
+        let _ = std::fs::remove_dir_all(&bundle);
 
         // herd: into a fresh store.
         let root = tmp.path().join(format!("store-{round}"));
@@ -91,6 +116,7 @@ fn main() {
         let _ = std::fs::remove_dir_all(&root);
     }
     let (ht, hd, sk) = (median(herd_total), median(herd_download), median(skopeo));
+    let su = median(skopeo_umoci);
     println!(
         "pull of a {:.1} MB 3-layer image from docker-registry on 127.0.0.1, median of {n}",
         bytes as f64 / 1e6
@@ -108,6 +134,11 @@ fn main() {
         "  herd whole pull (+ diff ids + unpack)    {:8.1} ms  ({:.2}x skopeo)",
         ms(ht),
         ms(ht) / ms(sk)
+    );
+    println!(
+        "  skopeo copy to oci: + umoci unpack       {:8.1} ms  (herd whole pull {:.2}x this)",
+        ms(su),
+        ms(ht) / ms(su)
     );
     let unpack = ht.saturating_sub(hd);
     println!(

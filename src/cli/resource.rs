@@ -161,7 +161,11 @@ plain_resource!(crate::api::ingress::Ingress, Ingress, keep_status);
 
 plain_resource!(crate::api::configmap::ConfigMap, ConfigMap);
 
-plain_resource!(crate::api::pvc::PersistentVolumeClaim, PersistentVolumeClaim, keep_status);
+plain_resource!(
+    crate::api::pvc::PersistentVolumeClaim,
+    PersistentVolumeClaim,
+    keep_status
+);
 
 plain_resource!(Node, Node, keep_status);
 
