@@ -85,6 +85,7 @@ fn check_topic(topic: &str) {
         Topic::Observed { node, ns, pod } => topics::observed(node, ns, pod),
         Topic::RpcRequest { node } => topics::rpc_request(node),
         Topic::RpcResponse { node, id } => topics::rpc_response(node, id),
+        Topic::NetRoutes => topics::net_routes(),
     };
     assert_eq!(rebuilt, topic, "topic parsed as {parsed:?}");
 }
@@ -182,6 +183,11 @@ fn check_ingest(topic: String, payload: Vec<u8>) {
         | Topic::Desired { node, .. }
         | Topic::RpcRequest { node }
         | Topic::RpcResponse { node, .. } => (*node, false),
+        // The master's own cluster-wide message: no node may publish it.
+        Topic::NetRoutes => {
+            assert!(result.is_err(), "accepted a node's publish on {parsed:?}");
+            return;
+        }
     };
     if !worker_topic {
         assert!(
