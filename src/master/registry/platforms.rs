@@ -10,51 +10,40 @@ use serde_json::Value;
 
 use super::store::BlobStore;
 use super::RegistryError;
+use crate::oci::select::{self, Kind};
 use crate::worker::images::Reference;
-
-fn is_index(media_type: &str, doc: &Value) -> bool {
-    media_type.contains("image.index")
-        || media_type.contains("manifest.list")
-        || doc.get("manifests").is_some()
-}
-
-fn platform_string(p: &Value) -> Option<String> {
-    let os = p.get("os")?.as_str()?;
-    let arch = p.get("architecture")?.as_str()?;
-    if os.is_empty() || arch.is_empty() || os == "unknown" || arch == "unknown" {
-        return None;
-    }
-    let mut s = format!("{os}/{arch}");
-    if let Some(v) = p
-        .get("variant")
-        .and_then(Value::as_str)
-        .filter(|v| !v.is_empty())
-    {
-        s.push('/');
-        s.push_str(v);
-    }
-    Some(s)
-}
 
 /// Pure: the platforms of a manifest or index given its bytes and media type; `read_blob`
 /// returns a cached blob (the config of a single-image manifest). Sorted, deduplicated.
-/// Attestation entries (`unknown/unknown`, as BuildKit writes them) are not platforms.
+/// Index entries go through the pull side's own reading ([`select::offered`]: attestations,
+/// `unknown/unknown` as BuildKit writes them, are not platforms), so the scheduler and the
+/// workers never disagree about what an index offers.
 pub fn platforms_of(
     bytes: &[u8],
     media_type: &str,
     read_blob: &dyn Fn(&str) -> Option<Vec<u8>>,
 ) -> Option<Vec<String>> {
-    let doc: Value = serde_json::from_slice(bytes).ok()?;
-    let mut out: Vec<String> = if is_index(media_type, &doc) {
-        doc.get("manifests")?
-            .as_array()?
+    let mut out: Vec<String> = match select::classify("", media_type, bytes).ok()? {
+        Kind::Index(entries) => select::offered(&entries)
             .iter()
-            .filter_map(|m| platform_string(m.get("platform")?))
-            .collect()
-    } else {
-        let config_digest = doc.get("config")?.get("digest")?.as_str()?;
-        let config: Value = serde_json::from_slice(&read_blob(config_digest)?).ok()?;
-        vec![platform_string(&config)?]
+            .map(|p| p.to_string())
+            .collect(),
+        Kind::Image => {
+            let doc: Value = serde_json::from_slice(bytes).ok()?;
+            let config_digest = doc.get("config")?.get("digest")?.as_str()?;
+            let config: Value = serde_json::from_slice(&read_blob(config_digest)?).ok()?;
+            let field = |k: &str| config.get(k).and_then(Value::as_str).unwrap_or_default();
+            let (os, arch) = (field("os"), field("architecture"));
+            if os.is_empty() || arch.is_empty() || os == "unknown" || arch == "unknown" {
+                return None;
+            }
+            let p = crate::worker::images::Platform {
+                os: os.to_owned(),
+                architecture: arch.to_owned(),
+                variant: field("variant").to_owned(),
+            };
+            vec![p.to_string()]
+        }
     };
     out.sort();
     out.dedup();
